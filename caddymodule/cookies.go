@@ -1,0 +1,191 @@
+package caddymodule
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// Cookie names. On https they get the __Host- prefix, which browsers accept
+// only with Secure, Path=/ and no Domain, so no subdomain can plant them.
+const (
+	sessionCookie    = "k1sso"
+	loginCookiePre   = "k1sso-login-"
+	chunkSize        = 3800 // under the ~4096-byte per-cookie limit of browsers
+	maxSessionChunks = 4
+	maxLoginCookies  = 4 // concurrent logins (tabs) one browser may have pending
+	stateMaxAge      = time.Hour
+)
+
+// cookieCodecs encrypt (AES-256-CTR) and sign (HMAC-SHA256) cookies with keys
+// derived from the cookie secrets. The first secret encodes; all decode.
+type cookieCodecs struct {
+	session []securecookie.Codec
+	login   []securecookie.Codec
+	csrf    []byte // HMAC key of CSRF tokens
+}
+
+func newCookieCodecs(cfg *config) *cookieCodecs {
+	c := &cookieCodecs{}
+	for i, secret := range cfg.cookieKeys {
+		c.session = append(c.session, newCodec(secret, "session", 0))
+		c.login = append(c.login, newCodec(secret, "login", stateMaxAge))
+		if i == 0 {
+			c.csrf = deriveKey(secret, "k1sso csrf")
+		}
+	}
+	return c
+}
+
+// newCodec derives separate keys per purpose so that a cookie of one kind
+// can never be decoded as another.
+func newCodec(secret []byte, purpose string, maxAge time.Duration) securecookie.Codec {
+	sc := securecookie.New(deriveKey(secret, "k1sso "+purpose+" mac"), deriveKey(secret, "k1sso "+purpose+" enc"))
+	sc.SetSerializer(securecookie.JSONEncoder{})
+	sc.MaxAge(int(maxAge / time.Second)) // 0: expiry is checked on the decoded value
+	sc.MaxLength(chunkSize * maxSessionChunks)
+	return sc
+}
+
+func deriveKey(secret []byte, info string) []byte {
+	k, err := hkdf.Key(sha256.New, secret, nil, info, 32)
+	if err != nil {
+		panic(err) // only for lengths hkdf cannot produce; 32 always works
+	}
+	return k
+}
+
+// cookieName adds the __Host- prefix when the cookie will be Secure.
+func cookieName(base string, secure bool) string {
+	if secure {
+		return "__Host-" + base
+	}
+	return base
+}
+
+// newCookie returns a cookie with k1sso's attributes: HttpOnly, Lax, Path=/,
+// Secure on https.
+func newCookie(name, value string, secure bool, maxAge time.Duration) *http.Cookie {
+	c := &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   secure,
+		SameSite: http.SameSiteLaxMode,
+	}
+	if maxAge > 0 {
+		c.MaxAge = int(maxAge / time.Second)
+		c.Expires = time.Now().Add(maxAge)
+	} else if maxAge < 0 {
+		c.MaxAge = -1
+	}
+	return c
+}
+
+// expireCookie tells the browser to drop a cookie.
+func expireCookie(w http.ResponseWriter, name string, secure bool) {
+	http.SetCookie(w, newCookie(name, "", secure, -1))
+}
+
+// errTooLarge is returned when an encoded session needs more chunks than a
+// browser can be expected to send back.
+var errTooLarge = errors.New("session cookie too large")
+
+// writeChunked sets an encoded value as one cookie, or as several chunks
+// `name`, `name-1`, ... when it is larger than one cookie may be. A chunked
+// first cookie starts with "<count>." so stale extra chunks are ignored.
+// Chunks the request had beyond the new count are expired.
+func writeChunked(w http.ResponseWriter, r *http.Request, name, value string, secure bool, maxAge time.Duration) error {
+	n := (len(value) + chunkSize - 1) / chunkSize
+	if n > maxSessionChunks {
+		return errTooLarge
+	}
+	if n <= 1 {
+		http.SetCookie(w, newCookie(name, value, secure, maxAge))
+	} else {
+		for i := 0; i < n; i++ {
+			part := value[i*chunkSize : min((i+1)*chunkSize, len(value))]
+			cn := name
+			if i == 0 {
+				part = strconv.Itoa(n) + "." + part
+			} else {
+				cn = name + "-" + strconv.Itoa(i)
+			}
+			http.SetCookie(w, newCookie(cn, part, secure, maxAge))
+		}
+	}
+	for i := max(n, 1); i < maxSessionChunks; i++ {
+		cn := name + "-" + strconv.Itoa(i)
+		if _, err := r.Cookie(cn); err == nil {
+			expireCookie(w, cn, secure)
+		}
+	}
+	return nil
+}
+
+// expireChunked drops a chunked cookie and all its chunks the request had.
+func expireChunked(w http.ResponseWriter, r *http.Request, name string, secure bool) {
+	expireCookie(w, name, secure)
+	for i := 1; i < maxSessionChunks; i++ {
+		cn := name + "-" + strconv.Itoa(i)
+		if _, err := r.Cookie(cn); err == nil {
+			expireCookie(w, cn, secure)
+		}
+	}
+}
+
+// readChunked reassembles a cookie written by writeChunked. It returns ""
+// when the cookie is absent or its chunks are inconsistent.
+func readChunked(r *http.Request, name string) string {
+	first := cookieValue(r, name)
+	if first == "" {
+		return ""
+	}
+	dot := strings.IndexByte(first, '.')
+	if dot < 0 || dot > 2 {
+		return first
+	}
+	n, err := strconv.Atoi(first[:dot])
+	if err != nil || n < 2 || n > maxSessionChunks {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(first[dot+1:])
+	for i := 1; i < n; i++ {
+		part := cookieValue(r, name+"-"+strconv.Itoa(i))
+		if part == "" {
+			return ""
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}
+
+// cookieValue finds one cookie in the request without parsing the others,
+// which keeps the hot path free of per-cookie allocations. A request with the
+// cookie twice gets the first, as net/http's Request.Cookie does.
+func cookieValue(r *http.Request, name string) string {
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,118 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// prefix is the reserved path prefix of k1sso's own endpoints.
+const prefix = "/.k1sso/"
+
+// ServeHTTP strips forged identity headers, serves /.k1sso/ endpoints, and
+// sets the identity of a valid session for the rest of the route.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripIdentityHeaders(r.Header, h.Headers)
+	if strings.HasPrefix(r.URL.Path, prefix) {
+		return h.serveEndpoint(w, r)
+	}
+	now := time.Now()
+	secure := h.secure(r)
+	e := h.shared.lookupSession(r, secure, now)
+	if e != nil && e.s.Tenant != "" {
+		if id := h.identity(r, e, now); id != nil {
+			h.setIdentity(r, e, id)
+			return next.ServeHTTP(w, r)
+		}
+	}
+	if !h.Enforce || h.isPublic(r) {
+		return next.ServeHTTP(w, r)
+	}
+	return h.requireLogin(w, r, e)
+}
+
+// serveEndpoint routes /.k1sso/ requests.
+func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
+	switch strings.TrimPrefix(r.URL.Path, prefix) {
+	case "login":
+		return h.serveLogin(w, r)
+	case "callback":
+		return h.serveCallback(w, r)
+	case "tenant":
+		return h.serveTenant(w, r)
+	case "whoami":
+		return h.serveWhoami(w, r)
+	case "jwks.json":
+		return h.serveJWKS(w, r)
+	}
+	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
+	return nil
+}
+
+// isPublic reports whether a path never needs a session.
+func (h *Handler) isPublic(r *http.Request) bool {
+	return h.public.Match(r)
+}
+
+// requireLogin answers a request that needs a session but has none:
+// browsers navigating are sent to K1 (or to the tenant picker), everything
+// else gets 401.
+func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessionEntry) error {
+	if ce := h.logger.Check(zapcore.DebugLevel, "request needs a KaseyaOne session"); ce != nil {
+		reason := "no session cookie"
+		if e != nil {
+			reason = "session has no tenant yet"
+		} else if cookieValue(r, cookieName(sessionCookie, h.secure(r))) != "" {
+			reason = "session cookie invalid, expired or for another tenant"
+		}
+		ce.Write(zap.String("path", r.URL.Path), zap.String("reason", reason))
+	}
+	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "login": prefix + "login"})
+		return nil
+	}
+	rd := r.URL.RequestURI()
+	if !isLocalPath(rd) {
+		rd = h.cfg.landingPage
+	}
+	target := prefix + "login?rd=" + url.QueryEscape(rd)
+	if e != nil && e.s.Tenant == "" {
+		target = prefix + "tenant?rd=" + url.QueryEscape(rd)
+	}
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// wantsJSON reports whether a client expects an API answer, not a page.
+func wantsJSON(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	return r.Header.Get("X-Requested-With") != "" ||
+		(strings.Contains(a, "application/json") && !strings.Contains(a, "text/html"))
+}
+
+// base returns the external scheme and host: external_url, or the request's.
+func (h *Handler) base(r *http.Request) *url.URL {
+	if h.cfg.external != nil {
+		return h.cfg.external
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return &url.URL{Scheme: scheme, Host: r.Host}
+}
+
+// secure reports whether cookies must be Secure (and __Host- prefixed).
+func (h *Handler) secure(r *http.Request) bool {
+	if h.cfg.external != nil {
+		return h.cfg.external.Scheme == "https"
+	}
+	return r.TLS != nil
+}

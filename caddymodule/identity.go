@@ -1,0 +1,151 @@
+package caddymodule
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// The identity headers k1sso sets. Clients' copies are always deleted first.
+const (
+	hdrEmail     = "X-K1-Email"
+	hdrSubject   = "X-K1-Subject"
+	hdrUser      = "X-BMS-User"
+	hdrTenant    = "X-BMS-Tenant"
+	hdrRoles     = "X-BMS-Roles"
+	hdrAssertion = "X-K1-Assertion"
+)
+
+var identityHeaders = [...]string{hdrEmail, hdrSubject, hdrUser, hdrTenant, hdrRoles, hdrAssertion}
+
+// derived is what a session means right now: its directory account and a
+// signed assertion, computed once and reused until the directory changes or
+// the assertion nears its expiry.
+type derived struct {
+	gen       uint64
+	acc       *account
+	issuer    string
+	assertion string
+	refreshAt int64 // unix seconds
+}
+
+// identity returns the session's current identity, or nil when the account
+// is gone from the directory (the session then carries no identity).
+func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *derived {
+	gen := h.shared.dir.generation()
+	iss := h.issuerOf(r)
+	d := e.derived.Load()
+	if d != nil && d.gen == gen && now.Unix() < d.refreshAt && d.issuer == iss {
+		return d
+	}
+	acc := h.shared.dir.account(e.s.Email, e.s.Tenant)
+	if acc == nil {
+		return nil
+	}
+	tok, exp, err := h.shared.signer.sign(iss, &e.s, acc, now)
+	if err != nil {
+		h.logger.Error("signing the identity assertion", zap.Error(err))
+		return nil
+	}
+	d = &derived{gen: gen, acc: acc, issuer: iss, assertion: tok, refreshAt: exp.Add(-assertionRefresh).Unix()}
+	e.derived.Store(d)
+	return d
+}
+
+// issuerOf is the iss of assertions: the external URL.
+func (h *Handler) issuerOf(r *http.Request) string {
+	if h.externalStr != "" {
+		return h.externalStr
+	}
+	return h.base(r).String()
+}
+
+// setIdentity sets the identity headers and the http.auth.user.*
+// placeholders, then the operator's extra headers (which may use them).
+func (h *Handler) setIdentity(r *http.Request, e *sessionEntry, d *derived) {
+	// One backing array for all six values; each header gets its own
+	// one-element, full-capacity slice so an append elsewhere reallocates.
+	v := make([]string, len(identityHeaders))
+	v[0], v[1], v[2], v[3], v[4], v[5] = e.s.Email, e.s.Subject, d.acc.BMSUser, d.acc.Tenant, d.acc.roles, d.assertion
+	hdr := r.Header
+	for i, name := range identityHeaders {
+		hdr[name] = v[i : i+1 : i+1]
+	}
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	repl.Set("http.auth.user.id", d.acc.BMSUser)
+	repl.Set("http.auth.user.email", e.s.Email)
+	repl.Set("http.auth.user.tenant", d.acc.Tenant)
+	repl.Set("http.auth.user.k1_sub", e.s.Subject)
+	repl.Set("http.auth.user.roles", d.acc.roles)
+	for name, val := range h.Headers {
+		hdr.Set(name, repl.ReplaceAll(val, ""))
+	}
+}
+
+// stripIdentityHeaders deletes every client copy of an identity header or
+// an operator-configured header, whatever its case and with '_' for '-'.
+func stripIdentityHeaders(hdr http.Header, extra map[string]string) {
+	for k := range hdr {
+		if isIdentityHeader(k) {
+			delete(hdr, k)
+			continue
+		}
+		for name := range extra {
+			if sameHeaderName(k, name) {
+				delete(hdr, k)
+				break
+			}
+		}
+	}
+}
+
+// isIdentityHeader reports whether a header name is (a variant of) one of
+// the identity headers.
+func isIdentityHeader(k string) bool {
+	// Cheap first test: every identity header starts with X- (or x_...).
+	if len(k) < 9 || (k[0] != 'X' && k[0] != 'x') {
+		return false
+	}
+	for _, name := range identityHeaders {
+		if sameHeaderName(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHeaderName compares header names ASCII case-insensitively, treating
+// '_' and '-' as equal (many servers and CGI map one to the other).
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,334 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/gorilla/securecookie"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// loginState is what a pending login keeps in its signed, encrypted,
+// short-lived cookie: it binds the callback to this browser.
+type loginState struct {
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`           // PKCE code verifier
+	RD       string `json:"r"`           // local target after login
+	Tenant   string `json:"t,omitempty"` // tenant the login asked for
+	Redirect string `json:"u"`           // redirect_uri sent to K1
+	Issued   int64  `json:"i"`
+}
+
+// loginRequest is what starts a login.
+type loginRequest struct {
+	rd        string
+	tenant    string
+	loginHint string
+	prompt    string
+}
+
+// serveLogin starts an SP-initiated login: GET /.k1sso/login?rd=&tenant=.
+func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
+		return nil
+	}
+	q := r.URL.Query()
+	lr := loginRequest{rd: h.redirectTarget(q.Get("rd")), tenant: q.Get("tenant"), loginHint: q.Get("login_hint")}
+	if lr.tenant != "" && !validTenantID(lr.tenant) {
+		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in link is not valid."})
+		return nil
+	}
+	// Already signed in (for that tenant): nothing to do at K1.
+	if e := h.shared.lookupSession(r, h.secure(r), time.Now()); e != nil && e.s.Tenant != "" && (lr.tenant == "" || lr.tenant == e.s.Tenant) {
+		http.Redirect(w, r, lr.rd, http.StatusFound)
+		return nil
+	}
+	return h.startLogin(w, r, lr)
+}
+
+// startLogin sends the browser to K1's authorization endpoint with a fresh
+// state, nonce and PKCE verifier kept in a login cookie.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
+	p, err := h.shared.k1.get(r.Context())
+	if err != nil {
+		h.k1Down(w, r)
+		return nil
+	}
+	secure := h.secure(r)
+	h.boundLoginCookies(w, r, secure)
+	st := loginState{
+		State:    randomID(32),
+		Nonce:    randomID(32),
+		Verifier: oauth2.GenerateVerifier(),
+		RD:       lr.rd,
+		Tenant:   lr.tenant,
+		Redirect: h.base(r).String() + prefix + "callback",
+		Issued:   time.Now().Unix(),
+	}
+	v, err := securecookie.EncodeMulti(loginCookiePre, &st, h.shared.codecs.login...)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, newCookie(cookieName(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
+	if lr.loginHint != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
+	}
+	if lr.prompt != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", lr.prompt))
+	}
+	oc := h.oauthConfig(p, st.Redirect)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, oc.AuthCodeURL(st.State, opts...), http.StatusFound)
+	return nil
+}
+
+// boundLoginCookies keeps the number of pending-login cookies small: a
+// browser that started many logins without finishing them loses the old ones.
+func (h *Handler) boundLoginCookies(w http.ResponseWriter, r *http.Request, secure bool) {
+	pre := cookieName(loginCookiePre, secure)
+	var names []string
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, pre) {
+			names = append(names, c.Name)
+		}
+	}
+	if len(names) < maxLoginCookies {
+		return
+	}
+	for _, n := range names {
+		expireCookie(w, n, secure)
+	}
+}
+
+func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     h.cfg.clientID,
+		ClientSecret: h.cfg.clientSecret,
+		Endpoint:     p.provider.Endpoint(),
+		RedirectURL:  redirect,
+		Scopes:       h.cfg.scopes,
+	}
+}
+
+// k1Down answers a login that cannot reach K1.
+func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "30")
+	h.page(w, r, http.StatusServiceUnavailable, pageData{
+		Title:   "KaseyaOne is unreachable",
+		Message: "Sign-in through KaseyaOne is not possible right now because KaseyaOne cannot be reached. Please try again in a minute.",
+		Links:   []pageLink{{Href: r.URL.RequestURI(), Text: "Try again"}},
+	})
+}
+
+// loginFailure is a refused login: what the user sees and what is logged.
+type loginFailure struct {
+	status  int
+	reason  string // stable, for logs and metrics
+	title   string
+	message string
+	links   []pageLink
+}
+
+func (f *loginFailure) Error() string { return f.reason }
+
+func fail(status int, reason, title, message string) *loginFailure {
+	return &loginFailure{status: status, reason: reason, title: title, message: message}
+}
+
+// serveCallback finishes a login: GET /.k1sso/callback?code=&state=.
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
+	secure := h.secure(r)
+	sess, st, err := h.finishLogin(w, r, secure)
+	if err != nil {
+		var f *loginFailure
+		if !errors.As(err, &f) {
+			f = fail(http.StatusBadRequest, "internal", "Sign-in failed", "The sign-in could not be completed. Please try again.")
+			h.logger.Error("login failed", zap.Error(err))
+		}
+		fields := []zap.Field{zap.String("outcome", "failure"), zap.String("reason", f.reason)}
+		if sess != nil {
+			fields = append(fields, zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
+		}
+		h.logger.Info("login", fields...)
+		links := f.links
+		if links == nil {
+			links = []pageLink{{Href: prefix + "login", Text: "Sign in again"}}
+		}
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: links})
+		return nil
+	}
+	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
+		h.logger.Error("writing the session cookie", zap.Error(err))
+		h.page(w, r, http.StatusBadRequest, pageData{Title: "Sign-in failed", Message: "The session could not be stored in your browser."})
+		return nil
+	}
+	h.logger.Info("login", zap.String("outcome", "success"), zap.String("k1_sub", sess.Subject),
+		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), zap.String("k1_sid", sess.SID))
+	target := st.RD
+	if sess.Tenant == "" {
+		target = prefix + "tenant?rd=" + url.QueryEscape(st.RD)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+// finishLogin runs every check of the callback and returns the new session.
+func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure bool) (*session, *loginState, error) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	st, stErr := h.loginStateFor(r, state, secure)
+	if len(state) >= 12 {
+		expireCookie(w, cookieName(loginCookiePre+state[:12], secure), secure)
+	}
+	if e := q.Get("error"); e != "" {
+		return nil, nil, k1Error(e, q.Get("error_description"))
+	}
+	if stErr != nil {
+		return nil, nil, stErr
+	}
+	code := q.Get("code")
+	if code == "" {
+		return nil, nil, fail(http.StatusBadRequest, "missing_code", "Sign-in failed", "KaseyaOne's answer had no authorization code.")
+	}
+	claimed, err := h.shared.used.claim(r.Context(), st.State, stateMaxAge)
+	if err != nil {
+		return nil, nil, fail(http.StatusServiceUnavailable, "store_unavailable", "Sign-in failed", "The sign-in could not be recorded. Please try again.")
+	}
+	if !claimed {
+		return nil, nil, fail(http.StatusBadRequest, "state_reused", "Sign-in link already used", "This sign-in answer was already used. Start a new sign-in.")
+	}
+	p, err := h.shared.k1.get(r.Context())
+	if err != nil {
+		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
+	defer cancel()
+	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			return nil, nil, fail(http.StatusBadRequest, "token_exchange_refused", "Sign-in failed", "KaseyaOne refused to complete the sign-in. Start a new sign-in.")
+		}
+		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne could not be reached to complete the sign-in.")
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, nil, fail(http.StatusBadRequest, "no_id_token", "Sign-in failed", "KaseyaOne's answer had no ID token.")
+	}
+	c, err := h.verifyIDToken(ctx, p, raw, st.Nonce, tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	sess := &session{
+		ID:       randomID(18),
+		Subject:  c.Subject,
+		Email:    c.Email,
+		Name:     c.Name,
+		SID:      c.SID,
+		Company:  c.Company,
+		IDToken:  raw,
+		AuthTime: c.AuthTime,
+		Issued:   now.Unix(),
+		Expires:  now.Add(h.cfg.lifetime).Unix(),
+	}
+	if sess.AuthTime == 0 {
+		sess.AuthTime = now.Unix()
+	}
+	acc, f := h.chooseAccount(sess.Email, st.Tenant)
+	if f != nil {
+		return sess, st, f
+	}
+	if acc != nil {
+		sess.Tenant = acc.Tenant
+	}
+	return sess, st, nil
+}
+
+// loginStateFor finds and checks the login cookie of a callback's state.
+func (h *Handler) loginStateFor(r *http.Request, state string, secure bool) (*loginState, error) {
+	bad := fail(http.StatusBadRequest, "state_mismatch", "Sign-in expired or started elsewhere",
+		"This sign-in did not start in this browser, or it took too long. Start a new sign-in.")
+	if len(state) < 12 {
+		return nil, bad
+	}
+	v := cookieValue(r, cookieName(loginCookiePre+state[:12], secure))
+	if v == "" {
+		return nil, bad
+	}
+	var st loginState
+	if err := securecookie.DecodeMulti(loginCookiePre, v, &st, h.shared.codecs.login...); err != nil {
+		return nil, bad
+	}
+	if subtle.ConstantTimeCompare([]byte(st.State), []byte(state)) != 1 ||
+		time.Since(time.Unix(st.Issued, 0)) > h.cfg.loginTimeout {
+		return nil, bad
+	}
+	return &st, nil
+}
+
+// k1Error turns K1's error= answer into a readable refusal.
+func k1Error(code, desc string) *loginFailure {
+	msg := "KaseyaOne did not complete the sign-in"
+	switch code {
+	case "access_denied":
+		msg = "KaseyaOne denied access."
+	case "login_required", "interaction_required", "consent_required":
+		msg = "KaseyaOne needs you to sign in again."
+	case "temporarily_unavailable", "server_error":
+		msg = "KaseyaOne had a problem. Please try again in a minute."
+	}
+	f := fail(http.StatusBadRequest, "k1_error_"+sanitizeCode(code), "KaseyaOne did not sign you in", msg)
+	if desc != "" {
+		f.message += " (" + truncate(desc, 200) + ")"
+	}
+	if code == "access_denied" {
+		f.status = http.StatusForbidden
+	}
+	return f
+}
+
+// sanitizeCode keeps an OAuth error code safe for logs and metric labels.
+func sanitizeCode(s string) string {
+	s = truncate(s, 40)
+	return strings.Map(func(c rune) rune {
+		if c == '_' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') {
+			return c
+		}
+		return -1
+	}, strings.ToLower(s))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// validTenantID accepts tenant ids that are safe in URLs, cookies and
+// headers.
+func validTenantID(t string) bool {
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c == '-' || c == '_' || c == '.' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,109 @@
+package caddymodule
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// session is what the session cookie carries, encrypted and signed. Short
+// JSON keys keep the cookie small.
+type session struct {
+	ID       string `json:"i"`             // random; the handle revocations use
+	Subject  string `json:"s"`             // K1 sub
+	Email    string `json:"e"`             // lower case, verified at K1
+	Name     string `json:"n,omitempty"`   // display name
+	SID      string `json:"sid,omitempty"` // K1 session id (logout)
+	Company  string `json:"c,omitempty"`   // k1_company claim
+	Tenant   string `json:"t,omitempty"`   // "" until the user picked one
+	IDToken  string `json:"it,omitempty"`  // for id_token_hint at logout
+	AuthTime int64  `json:"at,omitempty"`  // when the user authenticated at K1
+	Issued   int64  `json:"ia"`            // unix seconds
+	Expires  int64  `json:"x"`             // unix seconds
+}
+
+// sessionEntry is a decoded session in the cache. The ID token is not kept:
+// it is needed only at logout, when the cookie is decoded again.
+type sessionEntry struct {
+	s       session
+	derived atomic.Pointer[derived]
+}
+
+// randomID returns n random bytes, base64url-encoded.
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand never fails on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// encodeSession writes the session cookie (chunked when large).
+func (s *shared) writeSession(w http.ResponseWriter, r *http.Request, sess *session, secure bool) error {
+	v, err := securecookie.EncodeMulti(sessionCookie, sess, s.codecs.session...)
+	if err != nil {
+		return err
+	}
+	ttl := time.Until(time.Unix(sess.Expires, 0))
+	return writeChunked(w, r, cookieName(sessionCookie, secure), v, secure, ttl)
+}
+
+// clearSession drops the session cookie and its chunks.
+func (s *shared) clearSession(w http.ResponseWriter, r *http.Request, secure bool) {
+	expireChunked(w, r, cookieName(sessionCookie, secure), secure)
+}
+
+// lookupSession returns the request's valid session, or nil. A cookie seen
+// before is found in the cache by its hash: no decryption, no MAC.
+// Tampered, expired and undecodable cookies are all simply absent.
+func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *sessionEntry {
+	raw := readChunked(r, cookieName(sessionCookie, secure))
+	if raw == "" {
+		return nil
+	}
+	key := sha256.Sum256([]byte(raw))
+	if e, ok := s.sessions.Get(key); ok {
+		if now.Unix() >= e.s.Expires {
+			s.sessions.Remove(key)
+			return nil
+		}
+		return e
+	}
+	sess, ok := s.decodeSession(raw, now)
+	if !ok {
+		return nil
+	}
+	sess.IDToken = ""
+	e := &sessionEntry{s: *sess}
+	s.sessions.Add(key, e)
+	return e
+}
+
+// decodeSession decrypts and checks a raw session cookie value.
+func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
+	var sess session
+	if err := securecookie.DecodeMulti(sessionCookie, raw, &sess, s.codecs.session...); err != nil {
+		return nil, false
+	}
+	if sess.ID == "" || sess.Subject == "" || now.Unix() >= sess.Expires || sess.Issued > now.Unix()+60 {
+		return nil, false
+	}
+	return &sess, true
+}
+
+// fullSession decodes the request's session including its ID token, for
+// logout. It bypasses the cache on purpose.
+func (s *shared) fullSession(r *http.Request, secure bool) *session {
+	raw := readChunked(r, cookieName(sessionCookie, secure))
+	if raw == "" {
+		return nil
+	}
+	sess, ok := s.decodeSession(raw, time.Now())
+	if !ok {
+		return nil
+	}
+	return sess
+}

@@ -1,0 +1,52 @@
+package caddymodule
+
+import (
+	"net/http"
+	"time"
+)
+
+// whoami is the JSON of /.k1sso/whoami.
+type whoami struct {
+	Email      string   `json:"email"`
+	Subject    string   `json:"k1_sub"`
+	Name       string   `json:"name,omitempty"`
+	Company    string   `json:"k1_company,omitempty"`
+	BMSUser    string   `json:"bms_user,omitempty"`
+	Tenant     string   `json:"tenant,omitempty"`
+	TenantName string   `json:"tenant_name,omitempty"`
+	Roles      []string `json:"roles"`
+	Expires    int64    `json:"expires"`
+}
+
+// serveWhoami answers the current identity, or 401 without a session.
+func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
+	now := time.Now()
+	e := h.shared.lookupSession(r, h.secure(r), now)
+	if e == nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no session"})
+		return nil
+	}
+	out := whoami{Email: e.s.Email, Subject: e.s.Subject, Name: e.s.Name, Company: e.s.Company, Expires: e.s.Expires, Roles: []string{}}
+	if e.s.Tenant != "" {
+		d := h.identity(r, e, now)
+		if d == nil {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no BMS account for this session"})
+			return nil
+		}
+		out.BMSUser, out.Tenant, out.TenantName = d.acc.BMSUser, d.acc.Tenant, d.acc.TenantName
+		if d.acc.Roles != nil {
+			out.Roles = d.acc.Roles
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// serveJWKS publishes the public key of X-K1-Assertion.
+func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/jwk-set+json")
+	hdr.Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(h.shared.signer.jwks)
+	return nil
+}
