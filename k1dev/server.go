@@ -152,6 +152,7 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	m["backchannel_logout_supported"] = true
 	m["backchannel_logout_session_supported"] = true
 	delete(m, "check_session_iframe")
+	delete(m, "device_authorization_endpoint")
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	if err := json.NewEncoder(w).Encode(m); err != nil {
