@@ -79,7 +79,12 @@ func newEnv(t *testing.T, moveClient bool) *env {
 	if moveClient {
 		cfg.SetClientBaseURL("bms-proxy", r.URL)
 	}
-	k1 := k1devtest.Start(t, cfg)
+	return newEnvWith(t, k1devtest.Start(t, cfg), r)
+}
+
+// newEnvWith wires an oauth2/go-oidc client to a running k1dev and RP.
+func newEnvWith(t *testing.T, k1 *k1devtest.Instance, r *rp) *env {
+	t.Helper()
 	ctx := context.Background()
 	prov, err := oidc.NewProvider(ctx, k1.URL)
 	if err != nil {
