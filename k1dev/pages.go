@@ -143,12 +143,12 @@ func (s *Server) handleModuleURLs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleModuleURLsPost(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFromContext(r.Context())
 	u := s.currentUser(r)
-	if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(sess.csrf)) != 1 {
-		s.renderError(w, r, http.StatusForbidden, "The form has expired. Reload the page and try again.")
-		return
-	}
 	if !u.Admin {
 		s.renderError(w, r, http.StatusForbidden, "Only a company admin may change module URLs.")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(sess.csrf)) != 1 {
+		s.renderError(w, r, http.StatusForbidden, "The form has expired. Reload the page and try again.")
 		return
 	}
 	module := r.PostFormValue("module")
