@@ -146,7 +146,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Headers[args[0]] = args[1]
 		default:
-			return d.Errf("k1sso: unknown option %q", opt)
+			parse, ok := featureOptions[opt]
+			if !ok {
+				return d.Errf("k1sso: unknown option %q", opt)
+			}
+			err = parse(h, d, args)
 		}
 		if err != nil {
 			return err
@@ -162,6 +166,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// featureOptions parse the options of one feature each (launch, logout,
+// store, ...), registered from that feature's file in init. A parser gets the
+// option's arguments; the dispenser is for errors (d.Errf) only.
+var featureOptions = map[string]func(h *Handler, d *caddyfile.Dispenser, args []string) error{}
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

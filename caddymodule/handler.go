@@ -25,14 +25,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := time.Now()
 	secure := h.secure(r)
 	e := h.shared.lookupSession(r, secure, now)
+	if e != nil && h.revoked(e) {
+		return h.serveRevoked(w, r, next, e)
+	}
+	if handled, err := h.interceptLogout(w, r, next, e); handled {
+		return err
+	}
 	if e != nil && e.s.Tenant != "" {
 		if id := h.identity(r, e, now); id != nil {
 			h.setIdentity(r, e, id)
-			return next.ServeHTTP(w, r)
+			return next.ServeHTTP(h.wrapInject(w, r, e), r)
 		}
 	}
 	if !h.Enforce || h.isPublic(r) {
-		return next.ServeHTTP(w, r)
+		return next.ServeHTTP(h.wrapInject(w, r, nil), r)
 	}
 	return h.requireLogin(w, r, e)
 }
@@ -50,6 +56,16 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return h.serveWhoami(w, r)
 	case "jwks.json":
 		return h.serveJWKS(w, r)
+	case "initiate":
+		return h.serveInitiate(w, r)
+	case "launcher":
+		return h.serveLauncher(w, r)
+	case "logout":
+		return h.serveLogout(w, r)
+	case "backchannel-logout":
+		return h.serveBackchannelLogout(w, r)
+	case "frontchannel-logout":
+		return h.serveFrontchannelLogout(w, r)
 	}
 	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
 	return nil

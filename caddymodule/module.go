@@ -99,6 +99,12 @@ type Handler struct {
 	// callback. Default: 10m.
 	LoginTimeout caddy.Duration `json:"login_timeout,omitempty"`
 
+	// Options of K1-initiated launch, the launcher and page injection.
+	LaunchOptions
+
+	// Options of global logout and the shared store.
+	LogoutOptions
+
 	cfg         *config
 	externalStr string
 	shared      *shared
@@ -154,7 +160,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.shared = val.(*shared)
-	return nil
+	if err := h.provisionLaunch(ctx); err != nil {
+		return err
+	}
+	return h.provisionLogout(ctx)
 }
 
 // buildConfig expands placeholders in secrets and checks every option,
