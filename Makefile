@@ -1,0 +1,50 @@
+# k1sso — common tasks. `make demo` runs the demo world, `make test` passes
+# the tests on a fresh machine (it installs the system packages it needs).
+
+GO       ?= go
+BENCH    ?= .
+FUZZTIME ?= 30s
+
+.PHONY: all demo test deps vet build bench fuzz clean
+
+all: build
+
+## demo: k1dev (127.0.0.1:9000), the demo BMS (127.0.0.1:8081) and Caddy (:8080)
+demo:
+	$(GO) run ./cmd/demo
+
+## deps: install the missing system packages (chromium, redis-server, wrk, ca-certificates)
+deps:
+	scripts/deps.sh
+
+## test: deps, go vet and every test (browser and redis tests included)
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+vet:
+	$(GO) vet ./...
+
+## build: bin/caddy (Caddy with the k1sso module) and bin/k1dev
+build:
+	$(GO) build -o bin/caddy ./cmd/caddy
+	$(GO) build -o bin/k1dev ./cmd/k1dev
+
+## bench: the module's benchmarks (BENCH=regexp selects)
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./caddymodule/...
+
+## fuzz: every Fuzz target for FUZZTIME each (default 30s)
+fuzz:
+	@set -e; found=0; \
+	for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . ); do \
+		dir=$$(dirname $$f); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			found=1; echo "fuzz: $$dir $$name"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done; \
+	[ $$found = 1 ] || echo "fuzz: no Fuzz targets yet"
+
+clean:
+	rm -rf bin
