@@ -25,14 +25,24 @@ type loginState struct {
 	Tenant   string `json:"t,omitempty"` // tenant the login asked for
 	Redirect string `json:"u"`           // redirect_uri sent to K1
 	Issued   int64  `json:"i"`
+	// K1Initiated marks a launch from K1 (/.k1sso/initiate), which works
+	// even where the integration switch disables SP-initiated login.
+	K1Initiated bool `json:"k,omitempty"`
+	// Purpose is "" for a plain login; other features (the admin switch)
+	// finish their own action after the login.
+	Purpose string `json:"p,omitempty"`
+	Payload string `json:"d,omitempty"`
 }
 
 // loginRequest is what starts a login.
 type loginRequest struct {
-	rd        string
-	tenant    string
-	loginHint string
-	prompt    string
+	rd          string
+	tenant      string
+	loginHint   string
+	prompt      string
+	k1Initiated bool
+	purpose     string
+	payload     string
 }
 
 // serveLogin starts an SP-initiated login: GET /.k1sso/login?rd=&tenant=.
@@ -46,6 +56,10 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	lr := loginRequest{rd: h.redirectTarget(q.Get("rd")), tenant: q.Get("tenant"), loginHint: q.Get("login_hint")}
 	if lr.tenant != "" && !validTenantID(lr.tenant) {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in link is not valid."})
+		return nil
+	}
+	if f := h.spLoginAllowed(r.Context(), lr.tenant); f != nil {
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
 		return nil
 	}
 	// Already signed in (for that tenant): nothing to do at K1.
@@ -74,6 +88,10 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 		Tenant:   lr.tenant,
 		Redirect: h.base(r).String() + prefix + "callback",
 		Issued:   time.Now().Unix(),
+
+		K1Initiated: lr.k1Initiated,
+		Purpose:     lr.purpose,
+		Payload:     lr.payload,
 	}
 	v, err := securecookie.EncodeMulti(loginCookiePre, &st, h.shared.codecs.login...)
 	if err != nil {
@@ -175,6 +193,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.logger.Info("login", zap.String("outcome", "success"), zap.String("k1_sub", sess.Subject),
 		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), zap.String("k1_sid", sess.SID))
+	if st.Purpose != "" {
+		return h.completePurpose(w, r, st, sess)
+	}
 	target := st.RD
 	if sess.Tenant == "" {
 		target = prefix + "tenant?rd=" + url.QueryEscape(st.RD)
@@ -253,6 +274,9 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	}
 	if acc != nil {
 		sess.Tenant = acc.Tenant
+	}
+	if f := h.integrationCheck(r.Context(), st, sess, acc); f != nil {
+		return sess, st, f
 	}
 	return sess, st, nil
 }
