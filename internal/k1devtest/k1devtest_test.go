@@ -1,0 +1,30 @@
+package k1devtest
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestLoginTwiceAndWrongPassword(t *testing.T) {
+	k1 := Start(t, nil)
+	c := NewClient()
+	resp, err := k1.Login(c, k1.URL+"/launcher", "alice", "Acme MSP", "alice-pass")
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/launcher" || !strings.Contains(string(body), `data-tenant="acme-labs"`) {
+		t.Fatalf("ended at %s: %.300s", resp.Request.URL, body)
+	}
+	// With a live session no form is shown; Login just returns the page.
+	resp, err = k1.Login(c, k1.URL+"/", "alice", "Acme MSP", "alice-pass")
+	if err != nil || resp.Request.URL.Path != "/" {
+		t.Fatalf("second login: %v", err)
+	}
+	resp.Body.Close()
+	if _, err := k1.Login(NewClient(), k1.URL+"/", "alice", "Acme MSP", "wrong"); err == nil || !strings.Contains(err.Error(), "Wrong username") {
+		t.Fatalf("wrong password: err = %v", err)
+	}
+}
