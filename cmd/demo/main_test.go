@@ -20,7 +20,7 @@ func TestAdaptRootCaddyfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`":8080"`, `"reverse_proxy"`, `127.0.0.1:8081`} {
+	for _, want := range []string{`"127.0.0.1:8080"`, `"handler":"k1sso"`, `"reverse_proxy"`, `127.0.0.1:8081`} {
 		if !bytes.Contains(cfg, []byte(want)) {
 			t.Errorf("adapted config lacks %s:\n%s", want, cfg)
 		}
