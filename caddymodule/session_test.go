@@ -1,0 +1,151 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+func testShared(t *testing.T, secrets ...string) *shared {
+	t.Helper()
+	if len(secrets) == 0 {
+		secrets = []string{strings.Repeat("k", 32)}
+	}
+	cfg := &config{}
+	for _, s := range secrets {
+		cfg.cookieKeys = append(cfg.cookieKeys, []byte(s))
+	}
+	cache, _ := lru.New[[32]byte, *sessionEntry](16)
+	return &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache}
+}
+
+// roundTrip writes a session and returns a request that carries its cookies.
+func roundTrip(t *testing.T, s *shared, sess *session) *http.Request {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if err := s.writeSession(rec, httptest.NewRequest("GET", "/", nil), sess, false); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/", nil)
+	for _, c := range rec.Result().Cookies() {
+		if c.MaxAge >= 0 {
+			req.AddCookie(c)
+		}
+	}
+	return req
+}
+
+func newTestSession(exp time.Time) *session {
+	return &session{ID: "id1", Subject: "k1|bob", Email: "bob@acme.example", Tenant: "acme",
+		Issued: time.Now().Unix(), Expires: exp.Unix()}
+}
+
+func TestSessionRoundTripAndCache(t *testing.T) {
+	s := testShared(t)
+	sess := newTestSession(time.Now().Add(time.Hour))
+	sess.IDToken = "header.payload.signature"
+	req := roundTrip(t, s, sess)
+	now := time.Now()
+	e := s.lookupSession(req, false, now)
+	if e == nil || e.s.Email != "bob@acme.example" || e.s.Tenant != "acme" {
+		t.Fatalf("lookup: %+v", e)
+	}
+	if e.s.IDToken != "" {
+		t.Error("the cached session keeps the ID token")
+	}
+	if e2 := s.lookupSession(req, false, now); e2 != e {
+		t.Error("second lookup did not come from the cache")
+	}
+	if full := s.fullSession(req, false); full == nil || full.IDToken != sess.IDToken {
+		t.Error("fullSession lost the ID token")
+	}
+}
+
+func TestExpiredSessionIsAbsent(t *testing.T) {
+	s := testShared(t)
+	// Expired when written.
+	if e := s.lookupSession(roundTrip(t, s, newTestSession(time.Now().Add(-time.Second))), false, time.Now()); e != nil {
+		t.Fatal("an expired session cookie was accepted")
+	}
+	// Valid when cached, expired later: the cache must not keep it alive.
+	req := roundTrip(t, s, newTestSession(time.Now().Add(time.Minute)))
+	if s.lookupSession(req, false, time.Now()) == nil {
+		t.Fatal("valid session not found")
+	}
+	if s.lookupSession(req, false, time.Now().Add(2*time.Minute)) != nil {
+		t.Fatal("a cached session outlived its expiry")
+	}
+}
+
+func TestChunkedSessionCookie(t *testing.T) {
+	s := testShared(t)
+	sess := newTestSession(time.Now().Add(time.Hour))
+	sess.IDToken = strings.Repeat("x", 6000) // forces chunks
+	req := roundTrip(t, s, sess)
+	if n := len(req.Cookies()); n < 2 {
+		t.Fatalf("a large session used %d cookie(s); want chunks", n)
+	}
+	for _, c := range req.Cookies() {
+		if len(c.Value) > chunkSize+8 {
+			t.Errorf("chunk %s is %d bytes", c.Name, len(c.Value))
+		}
+	}
+	if full := s.fullSession(req, false); full == nil || full.IDToken != sess.IDToken {
+		t.Fatal("chunked session did not reassemble")
+	}
+	// A missing chunk makes the session absent.
+	broken := httptest.NewRequest("GET", "/", nil)
+	for _, c := range req.Cookies() {
+		if c.Name != "k1sso-1" {
+			broken.AddCookie(c)
+		}
+	}
+	if s.lookupSession(broken, false, time.Now()) != nil {
+		t.Fatal("a session with a missing chunk was accepted")
+	}
+	// Too large for the chunk limit: refused at write time.
+	sess.IDToken = strings.Repeat("y", chunkSize*maxSessionChunks)
+	if err := s.writeSession(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), sess, false); err == nil {
+		t.Fatal("an oversized session was written")
+	}
+}
+
+func TestSecureCookieAttributes(t *testing.T) {
+	s := testShared(t)
+	rec := httptest.NewRecorder()
+	if err := s.writeSession(rec, httptest.NewRequest("GET", "/", nil), newTestSession(time.Now().Add(time.Hour)), true); err != nil {
+		t.Fatal(err)
+	}
+	c := rec.Result().Cookies()[0]
+	if c.Name != "__Host-k1sso" || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("cookie attributes: %+v", c)
+	}
+}
+
+func TestSessionRotationDecodesOldSecret(t *testing.T) {
+	old := testShared(t, strings.Repeat("o", 32))
+	req := roundTrip(t, old, newTestSession(time.Now().Add(time.Hour)))
+	rotated := testShared(t, strings.Repeat("n", 32), strings.Repeat("o", 32))
+	if rotated.lookupSession(req, false, time.Now()) == nil {
+		t.Fatal("old-secret cookie rejected after rotation")
+	}
+	if testShared(t, strings.Repeat("n", 32)).lookupSession(req, false, time.Now()) != nil {
+		t.Fatal("cookie of a removed secret accepted")
+	}
+}
+
+func TestCookieValue(t *testing.T) {
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Add("Cookie", "a=1; k1sso=first; k1sso-1=x")
+	req.Header.Add("Cookie", "k1sso=second")
+	if v := cookieValue(req, "k1sso"); v != "first" {
+		t.Fatalf("cookieValue = %q", v)
+	}
+	if v := cookieValue(req, "k1ss"); v != "" {
+		t.Fatalf("prefix matched: %q", v)
+	}
+}
