@@ -71,6 +71,19 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// activeSession returns the request's session when it currently carries an
+// identity: not revoked, a tenant chosen, and its account still in the
+// directory. Shortcuts that skip K1 use it, so a session that lost its
+// identity cannot bounce between login and target forever.
+func (h *Handler) activeSession(r *http.Request) *sessionEntry {
+	now := time.Now()
+	e := h.shared.lookupSession(r, h.secure(r), now)
+	if e == nil || e.s.Tenant == "" || h.revoked(e) || h.identity(r, e, now) == nil {
+		return nil
+	}
+	return e
+}
+
 // isPublic reports whether a path never needs a session.
 func (h *Handler) isPublic(r *http.Request) bool {
 	return h.public.Match(r)

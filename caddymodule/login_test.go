@@ -366,6 +366,13 @@ func TestDirectoryHotReload(t *testing.T) {
 	// Bob removed: his session carries no identity any more.
 	write("email,bms_user,tenant,tenant_name,roles\nalice@acme.example,alice,acme,Acme,admin\n")
 	waitFor("bob removed", func(s testenv.Seen) bool { return s.Header.Get("X-BMS-User") == "" })
+	// His still-valid cookie must not short-cut the login back to the target
+	// (a redirect loop in enforce mode): the login goes to K1.
+	resp := get(t, testenv.NoRedirect(c.Jar), w.px.URL+"/.k1sso/login?rd=/x")
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, w.k1.URL) {
+		t.Fatalf("login with a session that lost its account went to %q, want K1", loc)
+	}
 }
 
 func TestWhoami(t *testing.T) {
