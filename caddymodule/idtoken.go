@@ -3,16 +3,60 @@ package caddymodule
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
-// clockSkew is how far in the future an ID token's iat may lie.
-const clockSkew = 2 * time.Minute
+func init() {
+	featureOptions["clock_skew"] = parseClockSkew
+}
+
+// Clock skew between K1 and this proxy: how far in the future an ID token's
+// iat may lie and how long after its exp it is still accepted.
+const (
+	defaultClockSkew = 2 * time.Minute
+	maxClockSkew     = 10 * time.Minute
+)
+
+// parseClockSkew parses `clock_skew <duration>`.
+func parseClockSkew(h *Handler, d *caddyfile.Dispenser, args []string) error {
+	if len(args) != 1 {
+		return d.Errf("k1sso: clock_skew takes exactly one duration")
+	}
+	v, err := caddy.ParseDuration(args[0])
+	if err != nil || v < 0 || v > maxClockSkew {
+		return d.Errf("k1sso: clock_skew: %q must be a duration from 0s to %s", args[0], maxClockSkew)
+	}
+	if v == 0 {
+		v = -1 // explicit zero: no leeway (0 in JSON means the default)
+	}
+	h.ClockSkew = caddy.Duration(v)
+	return nil
+}
+
+// clockSkew is the configured leeway, bounded so that a typo cannot make
+// expired tokens valid for hours.
+func (h *Handler) clockSkew() time.Duration {
+	switch s := time.Duration(h.ClockSkew); {
+	case s == 0:
+		return defaultClockSkew
+	case s < 0:
+		return 0
+	default:
+		return min(s, maxClockSkew)
+	}
+}
 
 // mfaMethods are amr values (RFC 8176) that show a second factor.
 var mfaMethods = []string{"otp", "mfa", "hwk", "swk", "sms", "totp", "fpt", "face", "iris", "retina", "sc"}
@@ -39,8 +83,17 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 	bad := func(reason string) error {
 		return fail(http.StatusBadRequest, reason, "Sign-in failed", "KaseyaOne's answer could not be verified, so you were not signed in.")
 	}
-	idt, err := p.verifier.Verify(ctx, raw)
+	// Keys that cannot be fetched are K1's outage, not a bad token.
+	if err := p.keys.ready(ctx); err != nil {
+		return nil, k1Unreachable()
+	}
+	skew := h.clockSkew()
+	idt, err := p.verifierWithSkew(skew).Verify(ctx, raw)
 	if err != nil {
+		var exp *oidc.TokenExpiredError
+		if errors.As(err, &exp) {
+			return nil, bad("id_token_expired")
+		}
 		return nil, bad("id_token_invalid")
 	}
 	var c idClaims
@@ -56,7 +109,7 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 	if c.AZP != "" && c.AZP != h.cfg.clientID {
 		return nil, bad("azp_mismatch")
 	}
-	if c.IssuedAt == 0 || time.Unix(c.IssuedAt, 0).After(time.Now().Add(clockSkew)) {
+	if c.IssuedAt == 0 || time.Unix(c.IssuedAt, 0).After(time.Now().Add(skew)) {
 		return nil, bad("iat_invalid")
 	}
 	if c.Subject == "" || len(c.Subject) > 255 || !validHeaderValue(c.Subject) {
@@ -66,6 +119,9 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 		// The email may come only from userinfo; its sub must match.
 		ui, err := p.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 		if err != nil {
+			if ctx.Err() != nil || isNetError(err) {
+				return nil, k1Unreachable()
+			}
 			return nil, bad("userinfo_failed")
 		}
 		if ui.Subject != c.Subject {
@@ -86,6 +142,19 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 			"This BMS requires a KaseyaOne sign-in with a second factor (authenticator code).")
 	}
 	return &c, nil
+}
+
+// k1Unreachable is the refusal of a login whose call to K1 failed or timed
+// out.
+func k1Unreachable() *loginFailure {
+	return fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable",
+		"KaseyaOne could not be reached to complete the sign-in. Please try again in a minute.")
+}
+
+// isNetError reports a transport failure (refused, reset, timeout).
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 // verified accepts email_verified as a JSON boolean or the string "true".

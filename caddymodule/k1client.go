@@ -11,12 +11,15 @@ import (
 	"go.uber.org/zap"
 )
 
-// k1Timeout bounds every call to K1 (discovery, JWKS, token exchange).
-const k1Timeout = 10 * time.Second
+// k1Timeout bounds every call to K1 (discovery, JWKS, token exchange,
+// userinfo): a slow K1 gets a 503 page, not a hanging browser. A variable so
+// tests can shorten it.
+var k1Timeout = 10 * time.Second
 
 // Discovery backoff: the first retry after a failure waits minBackoff, each
-// next one twice as long, up to maxBackoff.
-const (
+// next one twice as long, up to maxBackoff. Variables so tests can shorten
+// them.
+var (
 	minBackoff = time.Second
 	maxBackoff = time.Minute
 )
@@ -44,9 +47,22 @@ type k1Client struct {
 // k1Provider is what discovery yields.
 type k1Provider struct {
 	provider   *oidc.Provider
-	verifier   *oidc.IDTokenVerifier
+	verifier   *oidc.IDTokenVerifier // with the default clock skew
+	keys       *keySet
+	issuer     string
+	clientID   string
 	endSession string
 	algs       []string
+}
+
+// verifierWithSkew returns a verifier whose exp check allows skew: go-oidc
+// has no leeway for exp, so its clock is set back by skew.
+func (p *k1Provider) verifierWithSkew(skew time.Duration) *oidc.IDTokenVerifier {
+	return oidc.NewVerifier(p.issuer, p.keys, &oidc.Config{
+		ClientID:             p.clientID,
+		SupportedSigningAlgs: p.algs,
+		Now:                  func() time.Time { return time.Now().Add(-skew) },
+	})
 }
 
 func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger) *k1Client {
@@ -143,6 +159,7 @@ func (k *k1Client) discover() (*k1Provider, error) {
 		return nil, err
 	}
 	var meta struct {
+		JWKS       string   `json:"jwks_uri"`
 		EndSession string   `json:"end_session_endpoint"`
 		Algs       []string `json:"id_token_signing_alg_values_supported"`
 	}
@@ -158,6 +175,19 @@ func (k *k1Client) discover() (*k1Provider, error) {
 	if len(algs) == 0 {
 		algs = []string{oidc.RS256}
 	}
-	ver := prov.VerifierContext(k.ctx, &oidc.Config{ClientID: k.clientID, SupportedSigningAlgs: algs})
-	return &k1Provider{provider: prov, verifier: ver, endSession: meta.EndSession, algs: algs}, nil
+	if meta.JWKS == "" {
+		return nil, errors.New("discovery has no jwks_uri")
+	}
+	// Our own key set, not go-oidc's RemoteKeySet: that one refetches on
+	// every unknown kid without a rate limit.
+	p := &k1Provider{
+		provider:   prov,
+		keys:       newKeySet(meta.JWKS, k.http, algs),
+		issuer:     k.issuer,
+		clientID:   k.clientID,
+		endSession: meta.EndSession,
+		algs:       algs,
+	}
+	p.verifier = p.verifierWithSkew(defaultClockSkew)
+	return p, nil
 }

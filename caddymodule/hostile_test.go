@@ -1,0 +1,235 @@
+package caddymodule_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/k1sso/k1sso/caddymodule"
+	"github.com/k1sso/k1sso/internal/hostileop"
+	"github.com/k1sso/k1sso/internal/testenv"
+)
+
+// hostile is the hostile OP, a recording upstream and Caddy with k1sso
+// between them (issuer = the hostile OP, client bms-proxy).
+type hostile struct {
+	op *hostileop.OP
+	up *testenv.Upstream
+	px *testenv.Proxy
+	s  testenv.Site
+}
+
+func newHostile(t *testing.T, options ...string) *hostile {
+	t.Helper()
+	h := &hostile{op: hostileop.Start(t), up: testenv.NewUpstream(t)}
+	h.s = testenv.Site{K1: h.op.URL, Upstream: h.up.URL, Users: testenv.DemoUsers(t), Options: options}
+	h.px = testenv.StartCaddy(t, h.s)
+	return h
+}
+
+// login runs a whole login in a fresh browser that follows redirects.
+func (h *hostile) login(t *testing.T) (*http.Client, *http.Response) {
+	t.Helper()
+	c := &http.Client{Jar: newJar(), Timeout: 15 * time.Second}
+	resp, err := c.Get(h.px.URL + "/.k1sso/login?rd=/dashboard")
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	return c, resp
+}
+
+// sessionCookie returns the browser's k1sso session cookie, or "".
+func (h *hostile) sessionCookie(c *http.Client) string {
+	u, _ := url.Parse(h.px.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == "k1sso" || strings.HasPrefix(ck.Name, "k1sso-") && !strings.HasPrefix(ck.Name, "k1sso-login-") {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+// refused asserts a 4xx page at the proxy, no session cookie and no request
+// with an identity at the upstream.
+func (h *hostile) refused(t *testing.T, c *http.Client, resp *http.Response, status int) {
+	t.Helper()
+	b := body(t, resp)
+	if !strings.HasPrefix(resp.Request.URL.Path, "/.k1sso/") {
+		b = "(an upstream answer)" // it echoes cookies and tokens: not for the log
+	}
+	if resp.StatusCode != status || !strings.Contains(b, "<html") {
+		t.Errorf("got %d at %s, want a %d page: %.300s", resp.StatusCode, resp.Request.URL.Path, status, b)
+	}
+	if v := h.sessionCookie(c); v != "" {
+		t.Error("a session cookie was set")
+	}
+	h.noIdentityUpstream(t)
+	// And the browser really has no session: the next request has no identity.
+	if s := testenv.DecodeSeen(t, get(t, c, h.px.URL+"/after")); s.Header.Get("X-BMS-User") != "" {
+		t.Errorf("the refused browser has the identity %q", s.Header.Get("X-BMS-User"))
+	}
+}
+
+func (h *hostile) noIdentityUpstream(t *testing.T) {
+	t.Helper()
+	for _, s := range h.up.Requests() {
+		for _, k := range []string{"X-BMS-User", "X-K1-Email", "X-K1-Subject", "X-K1-Assertion", "X-BMS-Tenant"} {
+			if s.Header.Get(k) != "" {
+				t.Errorf("upstream got %s with %s", s.Path, k)
+			}
+		}
+	}
+}
+
+func (h *hostile) accepted(t *testing.T, resp *http.Response) {
+	t.Helper()
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/dashboard" {
+		t.Fatalf("got %d at %s, want the dashboard: %.300s", resp.StatusCode, resp.Request.URL.Path, body(t, resp))
+	}
+	if s := testenv.DecodeSeen(t, resp); s.Header.Get("X-BMS-User") != "bob" {
+		t.Fatalf("accepted login without identity (X-BMS-User %q)", s.Header.Get("X-BMS-User"))
+	}
+}
+
+func set(k string, v any) func(map[string]any) { return func(c map[string]any) { c[k] = v } }
+func del(keys ...string) func(map[string]any) {
+	return func(c map[string]any) {
+		for _, k := range keys {
+			delete(c, k)
+		}
+	}
+}
+
+// TestHostileOP logs in through the real Caddy against an OP that answers
+// with one defect of OIDC Core §3.1.3.7 or the RP test plan per case.
+func TestHostileOP(t *testing.T) {
+	h := newHostile(t)
+	now := time.Now()
+	cases := []struct {
+		name   string
+		b      hostileop.Behavior
+		status int // 0: accepted
+	}{
+		{name: "valid", status: 0},
+		{name: "bad signature", b: hostileop.Behavior{Sign: hostileop.SignBadSignature}, status: 400},
+		{name: "alg none", b: hostileop.Behavior{Sign: hostileop.SignNone}, status: 400},
+		{name: "HS256 with the RSA public key", b: hostileop.Behavior{Sign: hostileop.SignHS256PublicKey}, status: 400},
+		{name: "wrong iss", b: hostileop.Behavior{Claims: set("iss", "http://evil.example")}, status: 400},
+		{name: "wrong aud", b: hostileop.Behavior{Claims: set("aud", "other-client")}, status: 400},
+		{name: "several aud without azp", b: hostileop.Behavior{Claims: set("aud", []string{hostileop.ClientID, "other-client"})}, status: 400},
+		{name: "several aud with our azp", b: hostileop.Behavior{Claims: func(c map[string]any) {
+			c["aud"], c["azp"] = []string{hostileop.ClientID, "other-client"}, hostileop.ClientID
+		}}, status: 0},
+		{name: "wrong azp", b: hostileop.Behavior{Claims: set("azp", "other-client")}, status: 400},
+		{name: "no sub", b: hostileop.Behavior{Claims: del("sub")}, status: 400},
+		{name: "no iat", b: hostileop.Behavior{Claims: del("iat")}, status: 400},
+		{name: "expired", b: hostileop.Behavior{Claims: set("exp", now.Add(-10*time.Minute).Unix())}, status: 400},
+		{name: "iat far in the future", b: hostileop.Behavior{Claims: set("iat", now.Add(time.Hour).Unix())}, status: 400},
+		{name: "no kid, one key", b: hostileop.Behavior{NoKid: true}, status: 0},
+		{name: "nonce missing", b: hostileop.Behavior{Claims: del("nonce")}, status: 400},
+		{name: "nonce wrong", b: hostileop.Behavior{Claims: set("nonce", "not-the-nonce-we-sent")}, status: 400},
+		{name: "state mismatch", b: hostileop.Behavior{State: "forged-state-0123456789abcdef"}, status: 400},
+		{name: "email_verified false", b: hostileop.Behavior{Claims: set("email_verified", false)}, status: 403},
+		{name: "email only from userinfo", b: hostileop.Behavior{Claims: del("email", "email_verified")}, status: 0},
+		{name: "userinfo sub differs", b: hostileop.Behavior{Claims: del("email", "email_verified"),
+			UserInfo: set("sub", "k1|mallory")}, status: 400},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h.op.Set(tc.b)
+			defer h.op.Set(hostileop.Behavior{})
+			h.up.Reset()
+			c, resp := h.login(t)
+			if tc.status == 0 {
+				h.accepted(t, resp)
+			} else {
+				h.refused(t, c, resp, tc.status)
+			}
+		})
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// TestHostileOPNoKidSeveralKeys: a token without kid is refused when the
+// JWKS has several keys, even though one of them made the signature.
+func TestHostileOPNoKidSeveralKeys(t *testing.T) {
+	h := newHostile(t)
+	h.op.AddKey(t)
+	h.op.Set(hostileop.Behavior{NoKid: true})
+	c, resp := h.login(t)
+	h.refused(t, c, resp, 400)
+	h.op.Set(hostileop.Behavior{})
+	_, resp = h.login(t)
+	h.accepted(t, resp)
+}
+
+// TestHostileOPRequireMFA: with require_mfa, an amr without a second factor
+// is refused.
+func TestHostileOPRequireMFA(t *testing.T) {
+	h := newHostile(t, "require_mfa")
+	h.op.Set(hostileop.Behavior{Claims: set("amr", []string{"pwd"})})
+	c, resp := h.login(t)
+	h.refused(t, c, resp, 403)
+	h.op.Set(hostileop.Behavior{Claims: del("amr")})
+	c, resp = h.login(t)
+	h.refused(t, c, resp, 403)
+	h.op.Set(hostileop.Behavior{})
+	_, resp = h.login(t)
+	h.accepted(t, resp)
+}
+
+// TestHostileOPReplayedCallback: the same code and state (and the login
+// cookie that goes with them) replayed in another browser get nothing, even
+// though the OP would exchange the code again.
+func TestHostileOPReplayedCallback(t *testing.T) {
+	h := newHostile(t)
+	a := testenv.NoRedirect(newJar())
+	resp := get(t, a, h.px.URL+"/.k1sso/login?rd=/dashboard")
+	resp.Body.Close()
+	resp = get(t, a, resp.Header.Get("Location")) // the OP's authorize
+	resp.Body.Close()
+	callback := resp.Header.Get("Location")
+	if !strings.Contains(callback, "/.k1sso/callback?") {
+		t.Fatalf("no callback redirect: %d %q", resp.StatusCode, callback)
+	}
+	// The attacker copies the callback URL and the login cookie.
+	u, _ := url.Parse(h.px.URL)
+	b := &http.Client{Jar: newJar(), Timeout: 15 * time.Second}
+	b.Jar.SetCookies(u, a.Jar.Cookies(u))
+
+	resp = get(t, a, callback)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/dashboard" {
+		t.Fatalf("first callback: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	tokens := h.op.TokenHits()
+	h.up.Reset()
+	resp = get(t, b, callback)
+	h.refused(t, b, resp, 400)
+	if h.op.TokenHits() != tokens {
+		t.Error("the replayed code was sent to the OP again")
+	}
+	// The same browser replaying its own callback is refused too.
+	resp = get(t, &http.Client{Jar: newJar(), Timeout: 15 * time.Second}, callback)
+	if resp.StatusCode != 400 {
+		t.Errorf("replay without the login cookie: %d", resp.StatusCode)
+	}
+	resp.Body.Close()
+}
+
+// TestHostileOPKeyRotation: a new kid in the JWKS is fetched and accepted
+// without a restart.
+func TestHostileOPKeyRotation(t *testing.T) {
+	caddymodule.SetJWKSMinRefetch(t, 200*time.Millisecond)
+	h := newHostile(t)
+	_, resp := h.login(t)
+	h.accepted(t, resp)
+	h.op.Rotate(t)
+	time.Sleep(250 * time.Millisecond)
+	_, resp = h.login(t)
+	h.accepted(t, resp)
+}
