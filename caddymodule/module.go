@@ -99,6 +99,12 @@ type Handler struct {
 	// callback. Default: 10m.
 	LoginTimeout caddy.Duration `json:"login_timeout,omitempty"`
 
+	// Allowed clock difference to K1 when checking an ID token: how far in
+	// the future its `iat` may lie and how long after its `exp` it is still
+	// accepted. At most 10m (larger values count as 10m); a negative value
+	// means no leeway. Default: 2m.
+	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
+
 	// Options of K1-initiated launch, the launcher and page injection.
 	LaunchOptions
 
