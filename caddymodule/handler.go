@@ -34,11 +34,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if e != nil && e.s.Tenant != "" {
 		if id := h.identity(r, e, now); id != nil {
 			h.setIdentity(r, e, id)
-			return next.ServeHTTP(h.wrapInject(w, r, e), r)
+			return h.nextInjected(w, r, next, e)
 		}
 	}
 	if !h.Enforce || h.isPublic(r) {
-		return next.ServeHTTP(h.wrapInject(w, r, nil), r)
+		return h.nextInjected(w, r, next, nil)
 	}
 	return h.requireLogin(w, r, e)
 }

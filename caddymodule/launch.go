@@ -1,25 +1,178 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
+
+func init() {
+	featureOptions["launcher_url"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
+		if len(args) != 1 {
+			return d.Errf("k1sso: launcher_url takes exactly one value")
+		}
+		h.LauncherURL = args[0]
+		return nil
+	}
+	onOff := func(name string, dst func(h *Handler) **bool) func(h *Handler, d *caddyfile.Dispenser, args []string) error {
+		return func(h *Handler, d *caddyfile.Dispenser, args []string) error {
+			if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+				return d.Errf("k1sso: %s takes on or off", name)
+			}
+			v := args[0] == "on"
+			*dst(h) = &v
+			return nil
+		}
+	}
+	featureOptions["inject_login_link"] = onOff("inject_login_link", func(h *Handler) **bool { return &h.InjectLoginLink })
+	featureOptions["inject_launcher"] = onOff("inject_launcher", func(h *Handler) **bool { return &h.InjectLauncher })
+}
 
 // LaunchOptions configure K1-initiated launch, the app launcher and the
 // injection of the login link and launcher icon into BMS pages.
-type LaunchOptions struct{}
+type LaunchOptions struct {
+	// K1's app launcher, where `/.k1sso/launcher` and the launcher icon
+	// lead. An absolute http(s) URL. Default: `<issuer>/launcher`.
+	LauncherURL string `json:"launcher_url,omitempty"`
 
-func (h *Handler) provisionLaunch(ctx caddy.Context) error { return nil }
+	// Whether a "Log in with KaseyaOne" link is added at the bottom of
+	// HTML pages at `login_path`. Caddyfile: `inject_login_link on|off`.
+	// Default: true.
+	InjectLoginLink *bool `json:"inject_login_link,omitempty"`
 
-// serveInitiate is third-party initiated login (OIDC Core §4).
-func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
-	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found"})
+	// Whether a small launcher icon leading to K1's app launcher is added
+	// to the HTML pages of K1 sessions, right after the element with
+	// `id="user-name"`, or fixed at the top right where there is none.
+	// Caddyfile: `inject_launcher on|off`. Default: true.
+	InjectLauncher *bool `json:"inject_launcher,omitempty"`
+
+	launcherURL  string
+	injectLink   bool
+	injectLaunch bool
+	tenants      *tenantIndex
+}
+
+func (h *Handler) provisionLaunch(ctx caddy.Context) error {
+	h.launcherURL = h.cfg.issuer + "/launcher"
+	if h.LauncherURL != "" {
+		raw := caddy.NewReplacer().ReplaceKnown(h.LauncherURL, "")
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			return fmt.Errorf("launcher_url: %q is not an http(s) URL", h.LauncherURL)
+		}
+		h.launcherURL = u.String()
+	}
+	h.injectLink = h.InjectLoginLink == nil || *h.InjectLoginLink
+	h.injectLaunch = h.InjectLauncher == nil || *h.InjectLauncher
+	h.tenants = &tenantIndex{}
 	return nil
+}
+
+// maxLoginHint bounds the login_hint passed on to K1 (an email or a
+// username; RFC 5321 caps an address at 254 bytes).
+const maxLoginHint = 256
+
+// serveInitiate is third-party initiated login (OIDC Core §4): K1's My
+// Modules and app launcher send the browser here with iss, login_hint,
+// target_link_uri and tenant, as query (GET) or form (POST).
+func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
+	var params url.Values
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		params = r.URL.Query()
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if err := r.ParseForm(); err != nil {
+			h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad sign-in request", Message: "The sign-in request from KaseyaOne could not be read."})
+			return nil
+		}
+		params = r.PostForm
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
+		return nil
+	}
+	if iss := params.Get("iss"); iss == "" || strings.TrimRight(iss, "/") != h.cfg.issuer {
+		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
+			Message: "This sign-in request did not come from the KaseyaOne this BMS trusts."})
+		return nil
+	}
+	tenant := params.Get("tenant")
+	if tenant != "" && !validTenantID(tenant) {
+		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in request is not valid."})
+		return nil
+	}
+	if tenant != "" && !h.tenants.has(h.shared.dir, tenant) {
+		h.page(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
+			Message: "This BMS has no tenant " + tenant + ". Ask your BMS administrator to check the KaseyaOne integration."})
+		return nil
+	}
+	hint := params.Get("login_hint")
+	if len(hint) > maxLoginHint || strings.ContainsFunc(hint, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		hint = ""
+	}
+	target := h.cfg.landingPage
+	if raw := params.Get("target_link_uri"); raw != "" {
+		if t, ok := h.insideExternal(r, raw); ok {
+			target = t
+		} else if ce := h.logger.Check(zapcore.DebugLevel, "initiate: target_link_uri outside external_url; using the landing page"); ce != nil {
+			ce.Write(zap.String("target_link_uri", truncate(raw, 200)))
+		}
+	}
+	// The browser already has a session of this user in this tenant: no
+	// round trip to K1. A session of another K1 user (login_hint names
+	// someone else) or another tenant starts a new login.
+	e := h.shared.lookupSession(r, h.secure(r), time.Now())
+	if e != nil && e.s.Tenant != "" && !h.revoked(e) &&
+		(tenant == "" || tenant == e.s.Tenant) &&
+		(hint == "" || !strings.Contains(hint, "@") || strings.EqualFold(hint, e.s.Email)) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, target, http.StatusFound)
+		return nil
+	}
+	return h.startLogin(w, r, loginRequest{rd: target, tenant: tenant, loginHint: hint})
 }
 
 // serveLauncher sends the browser to K1's app launcher.
 func (h *Handler) serveLauncher(w http.ResponseWriter, r *http.Request) error {
-	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found"})
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
+		return nil
+	}
+	http.Redirect(w, r, h.launcherURL, http.StatusFound)
 	return nil
+}
+
+// tenantIndex answers "does any account have this tenant" from the
+// directory, rebuilt only when the directory was reloaded.
+type tenantIndex struct {
+	mu  sync.Mutex
+	gen uint64
+	set map[string]bool
+}
+
+func (t *tenantIndex) has(d *directory, tenant string) bool {
+	data := d.data.Load()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.set == nil || t.gen != data.gen {
+		set := map[string]bool{}
+		for _, accs := range data.byEmail {
+			for _, a := range accs {
+				set[a.Tenant] = true
+			}
+		}
+		t.set, t.gen = set, data.gen
+	}
+	return t.set[tenant]
 }
