@@ -1,0 +1,634 @@
+// Package e2e runs the flows of DESIGN.md end to end in a real Chromium:
+// the built Caddy with the k1sso module as a process, k1dev and the demo BMS
+// in-process, all on free loopback ports. Screenshots of the steps go to
+// e2e/screenshots/ (git-ignored).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/k1sso/k1sso/examples/bms"
+	"github.com/k1sso/k1sso/k1dev"
+)
+
+const (
+	// testTimeout bounds one test: world, browser and every step.
+	testTimeout = 90 * time.Second
+	// stepTimeout bounds one step; steps wait on events, so this is only
+	// reached when the page never shows what the step waits for.
+	stepTimeout = 15 * time.Second
+	// proxyHost is the host the browser uses for the proxy. It differs from
+	// k1dev's (127.0.0.1), so the proxy and K1 are different sites to the
+	// browser, as they are in production (cookies, SameSite).
+	proxyHost = "localhost"
+	// cookieSecret is the test cookie secret (>= 32 bytes).
+	cookieSecret = "e2e-cookie-secret-0123456789abcdef0123"
+)
+
+// browsers are the commands tried in order, the same set scripts/deps.sh
+// accepts; Debian's chromium first.
+var browsers = []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"}
+
+// featureOptions are k1sso options the flows want that other features
+// register. Caddy refuses unknown options, so each is probed once with
+// `caddy adapt` and left out (with a log line) while its feature has not
+// landed; a flow that needs one fails on what it checks, not at start.
+var featureOptions = []string{
+	"logout_path /logout",
+	"upstream_cookies BMSSESSION",
+}
+
+var (
+	buildDir  string
+	buildOnce sync.Once
+	caddyBin  string
+	buildErr  error
+
+	probeOnce sync.Once
+	probed    map[string]error // option line → why caddy refused it (nil: accepted)
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	buildDir, err = os.MkdirTemp("", "k1sso-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: making a temp dir:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(buildDir)
+	os.Exit(code)
+}
+
+// repoRoot is the module's top folder (tests run in e2e/).
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// caddyBinary builds ./cmd/caddy once per test binary and returns its path.
+func caddyBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		caddyBin = filepath.Join(buildDir, "caddy")
+		cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building ./cmd/caddy: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return caddyBin
+}
+
+// browserPath finds Chromium; a missing browser fails the test (never a
+// skip), saying how to install it.
+func browserPath(t testing.TB) string {
+	t.Helper()
+	for _, b := range browsers {
+		if p, err := exec.LookPath(b); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("e2e: no Chromium found (tried %s): install it with `scripts/deps.sh` or `apt-get install chromium`", strings.Join(browsers, ", "))
+	return ""
+}
+
+// freePort returns a free TCP port on 127.0.0.1.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serve runs h on a free 127.0.0.1 port until the test ends and returns its
+// "http://127.0.0.1:port" base URL.
+func serve(t testing.TB, h http.Handler) (string, net.Listener) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(l) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return "http://" + l.Addr().String(), l
+}
+
+// world is one test's KaseyaOne, BMS, proxy and browser tab.
+type world struct {
+	t      *testing.T
+	k1     *k1dev.Server
+	k1URL  string // k1dev's issuer and base URL
+	bmsURL string // the demo BMS, reached only through the proxy
+	proxy  string // what the browser opens: http://localhost:port
+	ctx    context.Context
+	log    *bytes.Buffer // Caddy's output
+	steps  int           // steps run so far, numbering the screenshots
+
+	consoleMu sync.Mutex
+	console   []string // the browser's log entries
+}
+
+// caddyfile renders the site: the k1sso block with options, then the BMS.
+func caddyfile(storage string, port int, k1URL, users, bmsAddr string, options []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\tstorage file_system {\n\t\troot %s\n\t}\n}\n\n", storage)
+	fmt.Fprintf(&b, "http://%s:%d {\n\tbind 127.0.0.1\n\tk1sso {\n", proxyHost, port)
+	lines := append([]string{
+		"issuer " + k1URL,
+		"client_id bms-proxy",
+		"client_secret bms-proxy-secret",
+		"cookie_secret " + cookieSecret,
+		"users " + users,
+		"login_path /login",
+		"landing_page /dashboard",
+		"public /static/*",
+	}, options...)
+	for _, l := range lines {
+		fmt.Fprintf(&b, "\t\t%s\n", l)
+	}
+	fmt.Fprintf(&b, "\t}\n\treverse_proxy %s\n}\n", bmsAddr)
+	return b.String()
+}
+
+// adapt runs `caddy adapt` on a Caddyfile and returns its error output.
+func adapt(t testing.TB, bin, dir, text string) error {
+	f := filepath.Join(dir, "probe.Caddyfile")
+	if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "adapt", "--config", f, "--adapter", "caddyfile")
+	cmd.Env = caddyEnv(dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, lastLine(out))
+	}
+	return nil
+}
+
+// probeOptions finds out once which featureOptions (and extra options)
+// this build of the module accepts.
+func probeOptions(t testing.TB, bin string, extra []string) map[string]error {
+	t.Helper()
+	probeOnce.Do(func() { probed = map[string]error{} })
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.csv")
+	for _, o := range append(append([]string{}, featureOptions...), extra...) {
+		if _, ok := probed[o]; ok {
+			continue
+		}
+		probed[o] = adapt(t, bin, dir, caddyfile(dir, 1, "http://127.0.0.1:1", users, "127.0.0.1:2", []string{o}))
+	}
+	return probed
+}
+
+// caddyEnv keeps Caddy's config and data folders inside dir.
+func caddyEnv(dir string) []string {
+	return append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
+}
+
+// lastLine is the last non-empty line of out.
+func lastLine(out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1]
+}
+
+// newWorld starts k1dev, the demo BMS, Caddy (with the available
+// featureOptions plus required, which the flow cannot do without) and a
+// fresh Chromium, all stopped when the test ends.
+func newWorld(t *testing.T, required ...string) *world {
+	t.Helper()
+	bin := caddyBinary(t)
+	chrome := browserPath(t)
+
+	probes := probeOptions(t, bin, required)
+	var options []string
+	for _, o := range featureOptions {
+		if err := probes[o]; err != nil {
+			t.Logf("e2e: leaving out %q: caddy refuses it (feature not landed?): %v", o, err)
+			continue
+		}
+		options = append(options, o)
+	}
+	for _, o := range required {
+		if err := probes[o]; err != nil {
+			t.Fatalf("e2e: this flow needs the option %q, which caddy refuses: %v", o, err)
+		}
+		options = append(options, o)
+	}
+
+	// The proxy's port comes first: k1dev registers the client's URIs
+	// (redirect, initiate login, logout) on it when it starts.
+	port := freePort(t)
+	w := &world{t: t, proxy: fmt.Sprintf("http://%s:%d", proxyHost, port), log: new(bytes.Buffer)}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.k1URL = "http://" + l.Addr().String()
+	cfg := k1dev.DefaultConfig()
+	cfg.SetClientBaseURL("bms-proxy", w.proxy)
+	w.k1, err = k1dev.New(w.k1URL, cfg)
+	if err != nil {
+		l.Close()
+		t.Fatalf("e2e: starting k1dev: %v", err)
+	}
+	hs := &http.Server{Handler: w.k1, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(l) }()
+	t.Cleanup(func() { _ = hs.Close() })
+
+	var bl net.Listener
+	w.bmsURL, bl = serve(t, bms.New(bms.DefaultConfig()))
+
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.csv")
+	csv, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "users.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users, csv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "Caddyfile")
+	text := caddyfile(filepath.Join(dir, "storage"), port, w.k1URL, users, bl.Addr().String(), options)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.startCaddy(bin, conf, dir, port)
+	w.startBrowser(chrome)
+	return w
+}
+
+// startCaddy runs the built Caddy and waits until it answers.
+func (w *world) startCaddy(bin, conf, dir string, port int) {
+	t := w.t
+	t.Helper()
+	cmd := exec.Command(bin, "run", "--config", conf, "--adapter", "caddyfile")
+	cmd.Env = caddyEnv(dir)
+	cmd.Dir = dir
+	out := &lockedBuffer{b: w.log}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("e2e: starting caddy: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("e2e: caddy output (last lines):\n%s", out.tail(30))
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("e2e: caddy exited at start (%v):\n%s", err, out.tail(20))
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("e2e: caddy does not listen on %s after 15s:\n%s", addr, out.tail(20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startBrowser starts a fresh headless Chromium for this test.
+func (w *world) startBrowser(chrome string) {
+	t := w.t
+	t.Helper()
+	base, cancelBase := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancelBase)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(base, opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))
+	t.Cleanup(cancelTab)
+	// The first run starts the browser and binds it to ctx (not to a step's
+	// timeout).
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("e2e: starting chromium %s: %v", chrome, err)
+	}
+	// The browser's own messages (a CSP violation, a blocked form) explain
+	// a step that waits in vain; a failing step prints the last ones.
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*cdplog.EventEntryAdded); ok && e.Entry != nil && e.Entry.Level != cdplog.EntryLevelVerbose {
+			w.consoleMu.Lock()
+			w.console = append(w.console, fmt.Sprintf("%s %s: %s", e.Entry.Level, e.Entry.Source, e.Entry.Text))
+			w.consoleMu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("e2e: listening to chromium: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("e2e: enabling chromium's log: %v", err)
+	}
+	w.ctx = ctx
+}
+
+// lastConsole returns the browser's last n log entries.
+func (w *world) lastConsole(n int) []string {
+	w.consoleMu.Lock()
+	defer w.consoleMu.Unlock()
+	c := w.console
+	if len(c) > n {
+		c = c[len(c)-n:]
+	}
+	return append([]string(nil), c...)
+}
+
+// lockedBuffer is Caddy's output, written by its process's pipes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// tail returns the last n lines written.
+func (l *lockedBuffer) tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(l.b.String(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// screenshotDir is where steps leave their screenshots.
+func screenshotDir(t testing.TB) string {
+	t.Helper()
+	dir, err := filepath.Abs("screenshots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// step runs actions as one named step of the flow, within stepTimeout, and
+// saves a screenshot <Test>-<nn>-<name>.png after it; a failing step fails
+// the test with the path of its screenshot, the page's address and the
+// start of its text.
+func (w *world) step(name string, actions ...chromedp.Action[chromedp.Void]) {
+	t := w.t
+	t.Helper()
+	w.steps++
+	shot := filepath.Join(screenshotDir(t), fmt.Sprintf("%s-%02d-%s.png", strings.ReplaceAll(t.Name(), "/", "_"), w.steps, name))
+	ctx, cancel := context.WithTimeout(w.ctx, stepTimeout)
+	err := chromedp.Do(ctx, actions...)
+	cancel()
+	saved := w.screenshot(shot)
+	if err == nil {
+		return
+	}
+	where := ""
+	sctx, scancel := context.WithTimeout(w.ctx, 3*time.Second)
+	defer scancel()
+	if loc, lerr := chromedp.Run(sctx, chromedp.Location()); lerr == nil {
+		where = "\n  page: " + loc
+	}
+	if text, terr := chromedp.Run(sctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`)); terr == nil {
+		text = strings.Join(strings.Fields(text), " ")
+		if len(text) > 300 {
+			text = text[:300] + "…"
+		}
+		where += "\n  text: " + text
+	}
+	for _, c := range w.lastConsole(5) {
+		where += "\n  browser: " + c
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("waited %s: %w", stepTimeout, err)
+	}
+	if saved != nil {
+		t.Fatalf("step %q failed: %v\n  screenshot: none (%v)%s", name, err, saved, where)
+	}
+	t.Fatalf("step %q failed: %v\n  screenshot: %s%s", name, err, shot, where)
+}
+
+// screenshot saves the visible page as a PNG.
+func (w *world) screenshot(path string) error {
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, png, 0o644)
+}
+
+// Actions used by the flows. Selectors are CSS (chromedp.CSS) unless said.
+
+// open navigates the tab to url.
+func open(url string) chromedp.Action[chromedp.Void] { return chromedp.Navigate(url) }
+
+// visible waits until the element matching the CSS selector is shown.
+func visible(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.CSS(sel))
+}
+
+// visibleText waits until an element whose own text contains s is shown.
+func visibleText(s string) chromedp.Action[chromedp.Void] {
+	return chromedp.WaitVisible(chromedp.Search(fmt.Sprintf(`//*[contains(text(), %q)]`, s)))
+}
+
+// click clicks the element matching the CSS selector, once it is shown.
+func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+
+// typeInto replaces the value of an input by typing text into it.
+func typeInto(sel, text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Clear(chromedp.CSS(sel)),
+		chromedp.SendKeys(chromedp.CSS(sel), text),
+	)
+}
+
+// eval evaluates a JavaScript expression that yields a string (promises are
+// awaited) and hands the result to check.
+func eval(expr string, check func(string) error) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		v, err := chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise)(ctx, tg)
+		if err != nil {
+			return fmt.Errorf("evaluating %s: %w", expr, err)
+		}
+		return check(v)
+	})
+}
+
+// expectText checks the trimmed text of the element (which must exist now).
+func expectText(sel, want string) chromedp.Action[chromedp.Void] {
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.innerText.trim() : "<no element %s>"; })()`, sel, sel)
+	return eval(js, func(got string) error {
+		if got != want {
+			return fmt.Errorf("%s shows %q, want %q", sel, got, want)
+		}
+		return nil
+	})
+}
+
+// expectHeader checks what the demo BMS's dashboard says the upstream
+// received in header name ("" = must be absent).
+func expectHeader(name, want string) chromedp.Action[chromedp.Void] {
+	js := fmt.Sprintf(`(() => { const e = document.querySelector('#identity-headers tr[data-header=%q] .value'); return e ? "=" + e.getAttribute("data-value") : "absent"; })()`, name)
+	return eval(js, func(got string) error {
+		switch {
+		case want == "" && got != "absent":
+			return fmt.Errorf("upstream received %s %q, want none", name, strings.TrimPrefix(got, "="))
+		case want != "" && got == "absent":
+			return fmt.Errorf("upstream received no %s header, want %q", name, want)
+		case want != "" && got != "="+want:
+			return fmt.Errorf("upstream received %s %q, want %q", name, strings.TrimPrefix(got, "="), want)
+		}
+		return nil
+	})
+}
+
+// expectLocation checks the tab's address: origin and path.
+func expectLocation(origin, path string) chromedp.Action[chromedp.Void] {
+	return eval(`location.origin + " " + location.pathname`, func(got string) error {
+		if got != origin+" "+path {
+			return fmt.Errorf("page is at %q, want %q", got, origin+" "+path)
+		}
+		return nil
+	})
+}
+
+// expectStatus fetches path from the page (same origin, no redirects
+// followed; a redirect reads as 0) and checks the status code.
+func expectStatus(path string, want int) chromedp.Action[chromedp.Void] {
+	js := fmt.Sprintf(`fetch(%q, {redirect: "manual", credentials: "same-origin"}).then(r => String(r.status))`, path)
+	return eval(js, func(got string) error {
+		if got != fmt.Sprint(want) {
+			return fmt.Errorf("GET %s answered %s, want %d (0 = a redirect)", path, got, want)
+		}
+		return nil
+	})
+}
+
+// k1Form is K1's first login form (BMS's login form has the same id).
+const k1Form = `form#login-form[action="/login/password"]`
+
+// k1Credentials fills K1's first login form (username, company, password)
+// and waits for the second, the 6-digit code.
+func (w *world) k1Credentials(user, company, password string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		visible(k1Form),
+		expectOrigin(w.k1URL),
+		typeInto("#username", user),
+		typeInto("#company", company),
+		typeInto("#password", password),
+		click("#login-submit"),
+		visible("#code"),
+	}
+}
+
+// k1Code types the user's current 6-digit code into K1's second form and
+// submits it.
+func (w *world) k1Code(user string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		visible("#code"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			// Read at the last moment, so the code is current.
+			code, err := w.k1.TOTP(user)
+			if err != nil {
+				return err
+			}
+			_, err = typeInto("#code", code)(ctx, tg)
+			return err
+		}),
+		click("#code-submit"),
+	}
+}
+
+// expectOrigin checks the page's origin.
+func expectOrigin(origin string) chromedp.Action[chromedp.Void] {
+	return eval(`location.origin`, func(got string) error {
+		if got != origin {
+			return fmt.Errorf("page is on %s, want %s", got, origin)
+		}
+		return nil
+	})
+}
+
+// clickAndLoad clicks the element and waits until the page it leads to
+// (after any redirects) has loaded.
+func clickAndLoad(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel)))(ctx, tg)
+		return err
+	})
+}
+
+// actions joins action lists into one step's actions.
+func actions(lists ...[]chromedp.Action[chromedp.Void]) []chromedp.Action[chromedp.Void] {
+	var all []chromedp.Action[chromedp.Void]
+	for _, l := range lists {
+		all = append(all, l...)
+	}
+	return all
+}
