@@ -2,8 +2,9 @@ package caddymodule
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
+	"hash/maphash"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -56,15 +57,34 @@ func (s *shared) clearSession(w http.ResponseWriter, r *http.Request, secure boo
 	expireChunked(w, r, cookieName(sessionCookie, secure), secure)
 }
 
+// cacheSeeds key the hashes that find a cookie in the session cache; they
+// are random per process and never leave it.
+var cacheSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+// cacheKey is the session cache key of a raw cookie: two 64-bit keyed
+// hashes and the length. It replaced SHA-256, which was half of k1sso's
+// per-request CPU (see BENCHMARKS.md). Collision resistance is not needed:
+// an entry exists only for a cookie that was decrypted and verified, and
+// another cookie can reach it only by hitting its 128-bit key without
+// knowing the seeds or the cookie (whoever knows the cookie already has the
+// session). The cache is therefore never a way around the MAC.
+func cacheKey(raw string) [32]byte {
+	var k [32]byte
+	binary.LittleEndian.PutUint64(k[0:], maphash.String(cacheSeeds[0], raw))
+	binary.LittleEndian.PutUint64(k[8:], maphash.String(cacheSeeds[1], raw))
+	binary.LittleEndian.PutUint64(k[16:], uint64(len(raw)))
+	return k
+}
+
 // lookupSession returns the request's valid session, or nil. A cookie seen
-// before is found in the cache by its hash: no decryption, no MAC.
+// before is found in the cache by its keyed hash: no decryption, no MAC.
 // Tampered, expired and undecodable cookies are all simply absent.
 func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *sessionEntry {
 	raw := readChunked(r, cookieName(sessionCookie, secure))
 	if raw == "" {
 		return nil
 	}
-	key := sha256.Sum256([]byte(raw))
+	key := cacheKey(raw)
 	if e, ok := s.sessions.Get(key); ok {
 		if now.Unix() >= e.s.Expires {
 			s.sessions.Remove(key)

@@ -1,0 +1,244 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// The micro-benchmarks of the per-request hot path (run with
+// `go test -run '^$' -bench . -benchmem ./caddymodule/`). They time the
+// parts one by one; bench/cmd/loadbench times the whole proxy.
+
+const benchUsers = "email,bms_user,tenant,tenant_name,roles\n" +
+	"alice@acme.example,alice,acme,Acme,admin\n" +
+	"alice@acme.example,alice.labs,acme-labs,Acme Labs,admin\n" +
+	"bob@acme.example,bob,acme,Acme,\n"
+
+// benchHandler is a handler with real codecs, cache, directory and signer,
+// and no Caddy around it.
+func benchHandler(b *testing.B) *Handler {
+	b.Helper()
+	cfg := &config{cookieKeys: [][]byte{[]byte(strings.Repeat("s", 32))}}
+	cache, err := lru.New[[32]byte, *sessionEntry](sessionCacheSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := parseUsers(strings.NewReader(benchUsers), 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := &directory{logger: zap.NewNop(), stop: make(chan struct{})}
+	dir.data.Store(data)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, err := newAssertionSigner(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, logger: zap.NewNop()}
+	return &Handler{cfg: cfg, shared: s, externalStr: "https://bms.example", logger: zap.NewNop()}
+}
+
+// benchRequest is a browser-like request carrying bob's session cookie
+// among other cookies and headers.
+func benchRequest(b *testing.B, h *Handler) *http.Request {
+	b.Helper()
+	now := time.Now()
+	sess := &session{ID: randomID(18), Subject: "k1|bob", Email: "bob@acme.example", Name: "Bob Builder",
+		SID: randomID(12), Company: "Acme MSP", Tenant: "acme", IDToken: strings.Repeat("t", 800),
+		AuthTime: now.Unix(), Issued: now.Unix(), Expires: now.Add(8 * time.Hour).Unix()}
+	rec := httptest.NewRecorder()
+	if err := h.shared.writeSession(rec, httptest.NewRequest("GET", "/", nil), sess, false); err != nil {
+		b.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/dashboard", nil)
+	for k, v := range map[string]string{
+		"User-Agent":      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
+		"Accept":          "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+		"Accept-Language": "en-US,en;q=0.9",
+		"Accept-Encoding": "gzip, deflate, br",
+		"Referer":         "https://bms.example/",
+		"X-Requested-By":  "bench",
+	} {
+		r.Header.Set(k, v)
+	}
+	cookies := []string{"_ga=GA1.1.123456789.1700000000", "BMSSESSION=abcdef0123456789"}
+	for _, c := range rec.Result().Cookies() {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	r.Header.Set("Cookie", strings.Join(cookies, "; "))
+	return r
+}
+
+func BenchmarkSessionLookupCached(b *testing.B) {
+	h := benchHandler(b)
+	r := benchRequest(b, h)
+	now := time.Now()
+	if h.shared.lookupSession(r, false, now) == nil {
+		b.Fatal("no session")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if h.shared.lookupSession(r, false, now) == nil {
+			b.Fatal("no session")
+		}
+	}
+}
+
+// BenchmarkSessionLookupUncached is the first request of a session: the
+// cookie is decrypted, verified and decoded, then cached.
+func BenchmarkSessionLookupUncached(b *testing.B) {
+	h := benchHandler(b)
+	r := benchRequest(b, h)
+	now := time.Now()
+	key := cacheKey(readChunked(r, sessionCookie))
+	b.ReportAllocs()
+	for b.Loop() {
+		if h.shared.lookupSession(r, false, now) == nil {
+			b.Fatal("no session")
+		}
+		h.shared.sessions.Remove(key)
+	}
+}
+
+func BenchmarkCookieValue(b *testing.B) {
+	h := benchHandler(b)
+	r := benchRequest(b, h)
+	b.ReportAllocs()
+	for b.Loop() {
+		if readChunked(r, sessionCookie) == "" {
+			b.Fatal("no cookie")
+		}
+	}
+}
+
+// BenchmarkStripIdentityHeaders strips a browser's headers with one forged
+// identity header (put back every iteration).
+func BenchmarkStripIdentityHeaders(b *testing.B) {
+	h := benchHandler(b)
+	r := benchRequest(b, h)
+	extra := map[string]string{"X-Bench-User": "{http.auth.user.id}"}
+	forged := []string{"admin"}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Header["X-Bms-User"] = forged
+		stripIdentityHeaders(r.Header, extra)
+	}
+	if r.Header["X-Bms-User"] != nil {
+		b.Fatal("forged header kept")
+	}
+}
+
+// BenchmarkSetIdentity sets the six identity headers and the placeholders.
+func BenchmarkSetIdentity(b *testing.B) {
+	h := benchHandler(b)
+	r := benchRequest(b, h)
+	now := time.Now()
+	e := h.shared.lookupSession(r, false, now)
+	d := h.identity(r, e, now)
+	repl := caddy.NewReplacer()
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	b.ReportAllocs()
+	for b.Loop() {
+		h.setIdentity(r, e, d)
+	}
+	if r.Header[hdrUser][0] != "bob" {
+		b.Fatal("identity not set")
+	}
+}
+
+func BenchmarkDirectoryLookup(b *testing.B) {
+	h := benchHandler(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if h.shared.dir.account("alice@acme.example", "acme-labs") == nil {
+			b.Fatal("no account")
+		}
+	}
+}
+
+// BenchmarkAssertionReused is the identity of a known session: the signed
+// assertion is reused.
+func BenchmarkAssertionReused(b *testing.B) {
+	h := benchHandler(b)
+	r := benchRequest(b, h)
+	now := time.Now()
+	e := h.shared.lookupSession(r, false, now)
+	b.ReportAllocs()
+	for b.Loop() {
+		if h.identity(r, e, now) == nil {
+			b.Fatal("no identity")
+		}
+	}
+}
+
+// BenchmarkAssertionSign is what reuse saves: one ES256 signature.
+func BenchmarkAssertionSign(b *testing.B) {
+	h := benchHandler(b)
+	r := benchRequest(b, h)
+	now := time.Now()
+	e := h.shared.lookupSession(r, false, now)
+	acc := h.shared.dir.account(e.s.Email, e.s.Tenant)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := h.shared.signer.sign("https://bms.example", &e.s, acc, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkServeHTTPKnownSession is the whole per-request work of k1sso for
+// a cached session, up to the next handler.
+func BenchmarkServeHTTPKnownSession(b *testing.B) {
+	h := benchHandler(b)
+	h.Enforce = true
+	r := benchRequest(b, h)
+	repl := caddy.NewReplacer()
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	var called int
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { called++; return nil })
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if called == 0 || r.Header[hdrUser][0] != "bob" {
+		b.Fatal("request did not reach the next handler with an identity")
+	}
+}
+
+// BenchmarkCacheKey compares the session cache key of a 2 KB cookie with
+// the SHA-256 it replaced.
+func BenchmarkCacheKey(b *testing.B) {
+	raw := strings.Repeat("AbCdEfGh", 256)
+	b.Run("sha256", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = sha256.Sum256([]byte(raw))
+		}
+	})
+	b.Run("maphash", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = cacheKey(raw)
+		}
+	})
+}
