@@ -1,37 +1,375 @@
 package caddymodule
 
 import (
+	"context"
+	"fmt"
+	"html/template"
 	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// LogoutOptions configure global logout and the shared store.
-type LogoutOptions struct{}
+func init() {
+	featureOptions["logout_path"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
+		if len(args) != 1 {
+			return d.Errf("k1sso: logout_path takes exactly one path")
+		}
+		if !isLocalPath(args[0]) {
+			return d.Errf("k1sso: logout_path: %q must be a local path starting with /", args[0])
+		}
+		h.LogoutPath = args[0]
+		return nil
+	}
+	featureOptions["upstream_cookies"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
+		if len(args) == 0 {
+			return d.Errf("k1sso: upstream_cookies needs at least one cookie name")
+		}
+		for _, n := range args {
+			if !validCookieName(n) {
+				return d.Errf("k1sso: upstream_cookies: %q is not a cookie name", n)
+			}
+		}
+		h.UpstreamCookies = append(h.UpstreamCookies, args...)
+		return nil
+	}
+	featureOptions["store"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
+		switch {
+		case len(args) == 1 && args[0] == "caddy":
+			h.Store = "caddy"
+		case len(args) == 2 && args[0] == "redis":
+			h.Store, h.RedisURL = "redis", args[1]
+		default:
+			return d.Errf("k1sso: store takes `caddy` or `redis <url>`")
+		}
+		return nil
+	}
+}
 
-func (h *Handler) provisionLogout(ctx caddy.Context) error { return nil }
+// LogoutOptions configure global logout and the shared store.
+type LogoutOptions struct {
+	// BMS's logout URL, a local path such as `/logout`. A request to it
+	// that carries a K1 session is a global logout: it reaches BMS first
+	// (BMS ends its own session), then the proxy ends its session, clears
+	// its cookie and `upstream_cookies`, and sends the browser to K1's
+	// end_session_endpoint. A request without a K1 session passes through
+	// untouched. Default: none (BMS's logout is not intercepted).
+	LogoutPath string `json:"logout_path,omitempty"`
+
+	// Names of BMS's own session cookies (e.g. `BMSSESSION`). They are
+	// expired (Path=/) on global logout and when a revoked session comes
+	// back. Default: none.
+	UpstreamCookies []string `json:"upstream_cookies,omitempty"`
+
+	// Where the state shared by proxy instances lives (revocations, used
+	// login states and logout-token IDs, the assertion key): `caddy`,
+	// Caddy's configured storage (the file system by default; instances
+	// sharing the folder see each other's revocations within about one
+	// second), or `redis` (see redis_url; revocations reach every instance
+	// at once). Default: `caddy`.
+	Store string `json:"store,omitempty"`
+
+	// The Redis URL when store is `redis`: `redis://[user:password@]host:port/db`
+	// or `rediss://` for TLS. Placeholders such as `{env.K1SSO_REDIS_URL}`
+	// are expanded at provision time, so the adapted JSON keeps the
+	// placeholder, not the password. Default: none (required with `redis`).
+	RedisURL string `json:"redis_url,omitempty"`
+}
+
+// validCookieName reports whether s is a cookie name (an RFC 6265 token).
+func validCookieName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) provisionLogout(ctx caddy.Context) error {
+	if h.LogoutPath != "" && !isLocalPath(h.LogoutPath) {
+		return fmt.Errorf("logout_path: %q must be a local path starting with /", h.LogoutPath)
+	}
+	for _, n := range h.UpstreamCookies {
+		if !validCookieName(n) {
+			return fmt.Errorf("upstream_cookies: %q is not a cookie name", n)
+		}
+	}
+	return nil
+}
+
+// captureWriter takes BMS's answer to the logout request: its status and
+// headers (for the Set-Cookie lines); the body is dropped, since the
+// browser goes on to K1.
+type captureWriter struct {
+	hdr    http.Header
+	status int
+}
+
+func (c *captureWriter) Header() http.Header { return c.hdr }
+
+func (c *captureWriter) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
 
 // interceptLogout handles BMS's logout_path; handled is false for every
-// other request.
+// other request, and for a logout without a K1 session (BMS's own session
+// ends as BMS decides).
 func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry) (handled bool, err error) {
-	return false, nil
+	if h.LogoutPath == "" || e == nil || r.URL.Path != h.LogoutPath {
+		return false, nil
+	}
+	secure := h.secure(r)
+	sess := h.shared.fullSession(r, secure)
+	if sess == nil {
+		s := e.s
+		sess = &s
+	}
+	// BMS first, as the user, so it ends its own session.
+	if e.s.Tenant != "" {
+		if id := h.identity(r, e, time.Now()); id != nil {
+			h.setIdentity(r, e, id)
+		}
+	}
+	cw := &captureWriter{hdr: http.Header{}}
+	if err := next.ServeHTTP(cw, r); err != nil {
+		// BMS unreachable must not keep the user signed in at the proxy
+		// and at K1.
+		h.logger.Warn("BMS logout failed; ending the KaseyaOne session anyway", zap.Error(err))
+	}
+	for _, c := range cw.hdr.Values("Set-Cookie") {
+		w.Header().Add("Set-Cookie", c)
+	}
+	h.endSession(w, r, sess, "bms_logout")
+	return true, nil
 }
 
-// serveLogout is /.k1sso/logout: global logout without BMS.
+var confirmTmpl = template.Must(template.New("confirm").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
+<title>Sign out · KaseyaOne sign-in</title></head>
+<body><main>
+<h1 id="k1sso-title">Sign out?</h1>
+<p id="k1sso-message">You are signed in as {{.Email}}. Signing out ends your BMS session and your KaseyaOne session.</p>
+<form method="post" action="{{.Action}}"><input type="hidden" name="csrf_token" value="{{.CSRF}}"><button type="submit">Sign out</button></form>
+</main></body></html>
+`))
+
+// serveLogout is /.k1sso/logout: global logout without BMS. GET shows a
+// confirmation form (or logs out at once with a valid csrf_token), POST
+// with the form's CSRF token logs out. Without a proxy session the browser
+// goes straight to K1's end_session_endpoint, which ends its K1 session
+// (the "Sign out of KaseyaOne" link of the no-account page).
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found"})
+	secure := h.secure(r)
+	sess := h.shared.fullSession(r, secure)
+	if sess == nil {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, h.endSessionURL(r, ""), http.StatusFound)
+		return nil
+	}
+	var token string
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		token = r.URL.Query().Get("csrf_token")
+		if token == "" {
+			hdr := w.Header()
+			hdr.Set("Content-Type", "text/html; charset=utf-8")
+			hdr.Set("Cache-Control", "no-store")
+			hdr.Set("X-Content-Type-Options", "nosniff")
+			hdr.Set("X-Frame-Options", "DENY")
+			hdr.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+			w.WriteHeader(http.StatusOK)
+			if r.Method == http.MethodGet {
+				_ = confirmTmpl.Execute(w, map[string]string{"Email": sess.Email, "Action": prefix + "logout", "CSRF": h.csrfToken(sess.ID)})
+			}
+			return nil
+		}
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+		if err := r.ParseForm(); err == nil {
+			token = r.PostForm.Get("csrf_token")
+		}
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
+		return nil
+	}
+	if !h.validCSRF(sess.ID, token) {
+		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This sign-out form is no longer valid. Go back and try again.",
+			Links: []pageLink{{Href: prefix + "logout", Text: "Sign out"}}})
+		return nil
+	}
+	h.endSession(w, r, sess, "k1sso_logout")
 	return nil
 }
 
-// serveBackchannelLogout is OpenID Connect Back-Channel Logout 1.0.
+// endSession ends the proxy session everywhere, clears the proxy's and
+// BMS's cookies and sends the browser to K1's end_session_endpoint.
+func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *session, via string) {
+	secure := h.secure(r)
+	h.revokeSession(r.Context(), sess)
+	h.shared.clearSession(w, r, secure)
+	h.expireUpstreamCookies(w, r, false)
+	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), zap.String("k1_sid", sess.SID))
+	w.Header().Set("Cache-Control", "no-store")
+	status := http.StatusFound
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		status = http.StatusSeeOther
+	}
+	http.Redirect(w, r, h.endSessionURL(r, sess.IDToken), status)
+}
+
+// endSessionURL is K1's end_session_endpoint with id_token_hint,
+// post_logout_redirect_uri (BMS's login page) and state; or the login page
+// itself when K1 has no such endpoint or cannot be reached.
+func (h *Handler) endSessionURL(r *http.Request, idToken string) string {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	p, err := h.shared.k1.get(ctx)
+	if err != nil || p.endSession == "" {
+		return h.cfg.loginPath
+	}
+	u, err := url.Parse(p.endSession)
+	if err != nil {
+		return h.cfg.loginPath
+	}
+	q := u.Query()
+	if idToken != "" {
+		q.Set("id_token_hint", idToken)
+	}
+	q.Set("client_id", h.cfg.clientID)
+	q.Set("post_logout_redirect_uri", h.base(r).String()+h.cfg.loginPath)
+	q.Set("state", randomID(16))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// logoutError answers a refused logout token (Back-Channel Logout 1.0
+// §2.8): 400 with an OAuth error JSON.
+func logoutError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// serveBackchannelLogout is OpenID Connect Back-Channel Logout 1.0: K1
+// POSTs a logout_token; after the checks of §2.6 every proxy session of its
+// sid (or of its sub, when it has no sid) is revoked on every instance.
 func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request) error {
-	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found"})
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		logoutError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return nil
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		logoutError(w, http.StatusBadRequest, "invalid_request", "the form could not be read")
+		return nil
+	}
+	raw := r.PostForm.Get("logout_token")
+	if raw == "" {
+		logoutError(w, http.StatusBadRequest, "invalid_request", "logout_token is missing")
+		return nil
+	}
+	p, err := h.shared.k1.get(r.Context())
+	if err != nil {
+		w.Header().Set("Retry-After", "30")
+		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "KaseyaOne's keys cannot be fetched")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout)
+	defer cancel()
+	// go-oidc checks the signature (K1's keys, discovery's algorithms), iss,
+	// aud, exp, jti present, the events member, sub or sid, and no nonce.
+	lt, err := p.verifierWithSkew(h.clockSkew()).VerifyLogout(ctx, raw)
+	if err != nil {
+		h.logger.Info("back-channel logout refused", zap.Error(err))
+		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token is not valid")
+		return nil
+	}
+	now := time.Now()
+	if lt.IssuedAt.IsZero() || lt.IssuedAt.After(now.Add(h.clockSkew())) {
+		h.logger.Info("back-channel logout refused", zap.String("reason", "iat missing or in the future"))
+		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token's iat is missing or in the future")
+		return nil
+	}
+	if !validHeaderValue(lt.SessionID) || !validHeaderValue(lt.Subject) {
+		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token's sub or sid is not valid")
+		return nil
+	}
+	// Each jti once, on every instance. A store that cannot answer leaves
+	// only this instance's memory: a replayed logout can only revoke again.
+	ttl := min(max(time.Until(lt.Expiry)+h.clockSkew(), 5*time.Minute), 24*time.Hour)
+	claimed, err := h.shared.used.claim(ctx, "logout-jti\x00"+lt.Issuer+"\x00"+lt.TokenID, ttl)
+	if err != nil {
+		h.logger.Warn("recording a logout token ID failed; checked in memory only", zap.Error(err))
+		claimed = true
+	}
+	if !claimed {
+		h.logger.Info("back-channel logout refused", zap.String("reason", "jti replayed"))
+		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token was already used")
+		return nil
+	}
+	h.revokeK1(ctx, lt.SessionID, lt.Subject)
+	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), zap.String("k1_sid", lt.SessionID))
+	w.WriteHeader(http.StatusOK)
 	return nil
 }
 
-// serveFrontchannelLogout is OpenID Connect Front-Channel Logout 1.0.
+// serveFrontchannelLogout is OpenID Connect Front-Channel Logout 1.0: K1's
+// logged-out page loads it in an iframe with iss and sid. Every proxy
+// session of that sid is revoked; this browser's cookies are cleared too
+// when its session belongs to that sid.
 func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
-	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found"})
+	q := r.URL.Query()
+	iss, sid := strings.TrimRight(q.Get("iss"), "/"), q.Get("sid")
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors "+h.cfg.issuerOrigin())
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hdr.Set("Allow", "GET, HEAD")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return nil
+	}
+	if iss != h.cfg.issuer || sid == "" || len(sid) > 255 || !validHeaderValue(sid) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte("<!doctype html><title>Bad request</title><p>iss and sid are required.</p>\n"))
+		return nil
+	}
+	h.revokeK1(r.Context(), sid, "")
+	secure := h.secure(r)
+	if e := h.shared.lookupSession(r, secure, time.Now()); e != nil && e.s.SID == sid {
+		h.shared.clearSession(w, r, secure)
+		h.expireUpstreamCookies(w, r, true)
+	}
+	h.logger.Info("front-channel logout", zap.String("k1_sid", sid))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p>Signed out of BMS.</p>\n"))
 	return nil
+}
+
+// issuerOrigin is the scheme and host of the issuer (for frame-ancestors).
+func (c *config) issuerOrigin() string {
+	u, err := url.Parse(c.issuer)
+	if err != nil {
+		return "'none'"
+	}
+	return u.Scheme + "://" + u.Host
 }

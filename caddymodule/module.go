@@ -131,6 +131,7 @@ type config struct {
 	scopes       []string
 	lifetime     time.Duration
 	loginTimeout time.Duration
+	store        storeConfig // see store.go
 }
 
 // CaddyModule returns the Caddy module information.
@@ -256,6 +257,9 @@ func (h *Handler) buildConfig() (*config, error) {
 			return nil, fmt.Errorf("header: %s is an identity header k1sso sets itself", name)
 		}
 	}
+	if c.store, err = h.buildStoreConfig(expand); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -263,7 +267,7 @@ func (h *Handler) buildConfig() (*config, error) {
 // secret: the secrets enter only through a hash.
 func poolKey(c *config, users string) string {
 	h := sha256.New()
-	for _, p := range []string{c.issuer, c.clientID, c.clientSecret, users} {
+	for _, p := range []string{c.issuer, c.clientID, c.clientSecret, users, c.store.id} {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}

@@ -1,16 +1,308 @@
 package caddymodule
 
 import (
+	"context"
 	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
-// revoked reports whether a session was ended by a logout (here, at K1 or
-// at another instance). It reads memory only.
-func (h *Handler) revoked(e *sessionEntry) bool { return false }
+// storeGrace is how long an instance keeps accepting sessions after it last
+// knew itself in sync with the store's revocations. Past it, a revocation
+// made at another instance could be missing here, so sessions are refused
+// with a 503 (not cleared: they work again once the store is back). See
+// docs/store.md.
+const storeGrace = 5 * time.Second
 
-// serveRevoked answers a request whose session was revoked.
+// revocationSet is this instance's copy of every revocation: what the store
+// had when the instance started, what other instances pushed or stored
+// since, and what this instance revoked itself. The hot path reads only
+// this. An entry leaves the set only when it expires, never because the
+// store is unreachable.
+type revocationSet struct {
+	mu   sync.RWMutex
+	ids  map[string]int64    // session ID → expires
+	sids map[string]int64    // K1 sid → expires
+	subs map[string][2]int64 // K1 sub → {issued at or before, expires}
+
+	syncedAt atomic.Int64 // unix nanoseconds; every revocation stored before it is here
+}
+
+func newRevocationSet() *revocationSet {
+	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][2]int64{}}
+}
+
+func (s *revocationSet) add(rv revocation) {
+	if !rv.valid() || time.Now().Unix() > rv.Expires {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch rv.Kind {
+	case revokeID:
+		s.ids[rv.Value] = max(s.ids[rv.Value], rv.Expires)
+	case revokeSID:
+		s.sids[rv.Value] = max(s.sids[rv.Value], rv.Expires)
+	case revokeSub:
+		old := s.subs[rv.Value]
+		s.subs[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
+	}
+}
+
+func (s *revocationSet) synced(at time.Time) {
+	n := at.UnixNano()
+	for {
+		old := s.syncedAt.Load()
+		if n <= old || s.syncedAt.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// stale reports whether the set may lack revocations made elsewhere: it
+// was last known complete more than storeGrace ago.
+func (s *revocationSet) stale(now time.Time) bool {
+	return now.UnixNano()-s.syncedAt.Load() > int64(storeGrace)
+}
+
+// matches reports whether a revocation ends the session.
+func (s *revocationSet) matches(sess *session) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, ok := s.ids[sess.ID]; ok {
+		return true
+	}
+	if sess.SID != "" {
+		if _, ok := s.sids[sess.SID]; ok {
+			return true
+		}
+	}
+	if v, ok := s.subs[sess.Subject]; ok && sess.Issued <= v[0] {
+		return true
+	}
+	return false
+}
+
+// sweep drops expired entries.
+func (s *revocationSet) sweep(now time.Time) {
+	t := now.Unix()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, x := range s.ids {
+		if t > x {
+			delete(s.ids, k)
+		}
+	}
+	for k, x := range s.sids {
+		if t > x {
+			delete(s.sids, k)
+		}
+	}
+	for k, v := range s.subs {
+		if t > v[1] {
+			delete(s.subs, k)
+		}
+	}
+}
+
+// revoker records revocations: in memory at once, then in the store. A
+// revocation the store refused is kept and retried every second until the
+// store takes it, so it reaches the other instances when the store is back.
+type revoker struct {
+	store    Store
+	set      *revocationSet
+	lifetime time.Duration
+	logger   *zap.Logger
+
+	mu      sync.Mutex
+	pending []revocation
+}
+
+func newRevoker(store Store, set *revocationSet, lifetime time.Duration, logger *zap.Logger) *revoker {
+	return &revoker{store: store, set: set, lifetime: lifetime, logger: logger}
+}
+
+// revoke ends sessions on this instance now and on every instance through
+// the store. It never fails: when the store is unreachable, the revocation
+// waits for it (see retry).
+func (r *revoker) revoke(ctx context.Context, rv revocation) {
+	r.set.add(rv)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	defer cancel()
+	if err := r.store.Revoke(ctx, rv); err != nil {
+		r.logger.Warn("storing a revocation failed; it holds here and will be retried", zap.String("kind", rv.Kind), zap.Error(err))
+		r.mu.Lock()
+		r.pending = append(r.pending, rv)
+		r.mu.Unlock()
+	}
+}
+
+// retry stores the pending revocations that have not expired.
+func (r *revoker) retry(ctx context.Context) {
+	r.mu.Lock()
+	todo := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	now := time.Now().Unix()
+	var left []revocation
+	for i, rv := range todo {
+		if now > rv.Expires {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, redisTimeout)
+		err := r.store.Revoke(cctx, rv)
+		cancel()
+		if err != nil {
+			left = append(left, todo[i:]...)
+			break
+		}
+	}
+	if len(todo) > 0 && len(left) == 0 {
+		r.logger.Info("pending revocations stored", zap.Int("count", len(todo)))
+	}
+	r.mu.Lock()
+	r.pending = append(left, r.pending...)
+	r.mu.Unlock()
+}
+
+// run keeps the set in sync with the store until ctx ends: the store's
+// Watch feeds it, and once a second pending revocations are retried and
+// expired entries dropped.
+func (r *revoker) run(ctx context.Context) {
+	go r.store.Watch(ctx, r.set)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			r.retry(ctx)
+			r.set.sweep(now)
+		}
+	}
+}
+
+// load reads every stored revocation; an instance does this before it
+// serves anything.
+func (r *revoker) load(ctx context.Context) error {
+	start := time.Now()
+	all, err := r.store.Revocations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rv := range all {
+		r.set.add(rv)
+	}
+	r.set.synced(start)
+	return nil
+}
+
+// revokeSession ends one proxy session everywhere.
+func (h *Handler) revokeSession(ctx context.Context, s *session) {
+	h.shared.revoker.revoke(ctx, revocation{Kind: revokeID, Value: s.ID, Expires: s.Expires})
+}
+
+// revokeK1 ends every proxy session of a K1 session (sid), or of a K1 user
+// (sub, sessions issued until now) when there is no sid.
+func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
+	now := time.Now()
+	// No session issued before now outlives the session lifetime.
+	exp := now.Add(h.cfg.lifetime + time.Minute).Unix()
+	if sid != "" {
+		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: exp})
+		return
+	}
+	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: now.Unix(), Expires: exp})
+}
+
+// revoked reports whether a session was ended by a logout (here, at K1 or
+// at another instance), or may have been while the store is out of reach.
+// It reads memory only.
+func (h *Handler) revoked(e *sessionEntry) bool {
+	rs := h.shared.revocations
+	return rs.matches(&e.s) || rs.stale(time.Now())
+}
+
+// serveRevoked answers a request whose session was revoked: its k1sso and
+// BMS cookies are cleared and it goes to the login page (401 for API
+// calls); it is never forwarded with identity. A session refused only
+// because the store is out of reach keeps its cookie and gets a 503.
 func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry) error {
-	return next.ServeHTTP(w, r)
+	rs := h.shared.revocations
+	if !rs.matches(&e.s) {
+		if h.isPublic(r) {
+			return next.ServeHTTP(h.wrapInject(w, r, nil), r)
+		}
+		w.Header().Set("Retry-After", "5")
+		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session_store_unavailable"})
+			return nil
+		}
+		h.page(w, r, http.StatusServiceUnavailable, pageData{
+			Title:   "Sign-in temporarily unavailable",
+			Message: "Your KaseyaOne session cannot be checked right now because the session store is unreachable. Please try again in a moment.",
+			Links:   []pageLink{{Href: r.URL.RequestURI(), Text: "Try again"}},
+		})
+		return nil
+	}
+	secure := h.secure(r)
+	h.shared.clearSession(w, r, secure)
+	h.expireUpstreamCookies(w, r, true)
+	if h.isPublic(r) {
+		// The login page itself: forward it without identity and without
+		// the cookies just cleared, so BMS shows its login form.
+		dropCookies(r, append([]string{cookieName(sessionCookie, secure)}, h.UpstreamCookies...))
+		return next.ServeHTTP(h.wrapInject(w, r, nil), r)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "session_ended", "login": h.cfg.loginPath})
+		return nil
+	}
+	http.Redirect(w, r, h.cfg.loginPath, http.StatusFound)
+	return nil
+}
+
+// expireUpstreamCookies expires BMS's session cookies (Path=/). With
+// onlyPresent, only those the request carries.
+func (h *Handler) expireUpstreamCookies(w http.ResponseWriter, r *http.Request, onlyPresent bool) {
+	for _, name := range h.UpstreamCookies {
+		if onlyPresent {
+			if _, err := r.Cookie(name); err != nil {
+				continue
+			}
+		}
+		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
+			HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteLaxMode})
+	}
+}
+
+// dropCookies removes the named cookies from the request's Cookie header.
+func dropCookies(r *http.Request, names []string) {
+	drop := func(n string) bool {
+		for _, d := range names {
+			if n == d || strings.HasPrefix(n, d+"-") {
+				return true
+			}
+		}
+		return false
+	}
+	var keep []string
+	for _, c := range r.Cookies() {
+		if !drop(c.Name) {
+			keep = append(keep, c.Name+"="+c.Value)
+		}
+	}
+	r.Header.Del("Cookie")
+	if len(keep) > 0 {
+		r.Header.Set("Cookie", strings.Join(keep, "; "))
+	}
 }

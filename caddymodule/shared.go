@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
@@ -28,10 +29,14 @@ type shared struct {
 	k1       *k1Client
 	dir      *directory
 	store    Store
-	signer   *assertionSigner
-	used     *usedStates
-	logger   *zap.Logger
-	cancel   context.CancelFunc
+	// revocations is this instance's copy of every revocation, the only
+	// thing the hot path reads; revoker keeps it in sync with store.
+	revocations *revocationSet
+	revoker     *revoker
+	signer      *assertionSigner
+	used        *usedStates
+	logger      *zap.Logger
+	cancel      context.CancelFunc
 }
 
 func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Logger) (*shared, error) {
@@ -45,28 +50,47 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir.close()
 		return nil, err
 	}
-	store := newCaddyStore(ctx.Storage())
-	signer, err := loadAssertionSigner(ctx, store)
+	store, err := openStore(cfg.store, ctx.Storage(), logger)
 	if err != nil {
 		dir.close()
-		return nil, fmt.Errorf("loading the assertion key: %w", err)
+		return nil, err
+	}
+	// Without the store an instance can neither sign assertions with the
+	// shared key nor know the revocations, so it does not start.
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	signer, err := loadAssertionSigner(sctx, store)
+	if err != nil {
+		dir.close()
+		_ = store.Close()
+		return nil, fmt.Errorf("store: loading the assertion key: %w", err)
+	}
+	revs := newRevocationSet()
+	rvk := newRevoker(store, revs, cfg.lifetime, logger)
+	if err := rvk.load(sctx); err != nil {
+		dir.close()
+		_ = store.Close()
+		return nil, fmt.Errorf("store: loading revocations: %w", err)
 	}
 	// A background context: the pooled state outlives the caddy.Context of
 	// the config that created it.
 	bg, cancel := context.WithCancel(context.Background())
 	s := &shared{
-		cfg:      cfg,
-		codecs:   codecs,
-		sessions: cache,
-		k1:       newK1Client(bg, cfg, logger),
-		dir:      dir,
-		store:    store,
-		signer:   signer,
-		used:     newUsedStates(store),
-		logger:   logger,
-		cancel:   cancel,
+		cfg:         cfg,
+		codecs:      codecs,
+		sessions:    cache,
+		k1:          newK1Client(bg, cfg, logger),
+		dir:         dir,
+		store:       store,
+		revocations: revs,
+		revoker:     rvk,
+		signer:      signer,
+		used:        newUsedStates(store),
+		logger:      logger,
+		cancel:      cancel,
 	}
 	go s.k1.warm(bg)
+	go rvk.run(bg)
 	return s, nil
 }
 
@@ -74,7 +98,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 func (s *shared) Destruct() error {
 	s.cancel()
 	s.dir.close()
-	return nil
+	return s.store.Close()
 }
 
 // Interface guards

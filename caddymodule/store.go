@@ -2,21 +2,29 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 )
 
 // errNotFound is returned by Store.Get for a missing or expired key.
 var errNotFound = fs.ErrNotExist
 
-// Store keeps what every proxy instance must share: used login states,
-// the assertion key, revocations and integration switches. It is never
-// called on the hot path of an authenticated request.
+// Store keeps what every proxy instance must share: used login states and
+// logout-token IDs, the assertion key, revocations and integration switches.
+// It is never called on the hot path of an authenticated request: the
+// revocations reach each instance's memory through Watch.
 type Store interface {
 	// Get returns the value of key, or errNotFound.
 	Get(ctx context.Context, key string) ([]byte, error)
@@ -25,17 +33,130 @@ type Store interface {
 	// PutIfAbsent stores value only when key is absent (or expired) and
 	// reports whether it did.
 	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
+	// Revoke stores a revocation until its Expires, for every instance, and
+	// pushes it to the instances that watch, where the store can push.
+	Revoke(ctx context.Context, rv revocation) error
+	// Revocations lists every stored revocation that has not expired.
+	Revocations(ctx context.Context) ([]revocation, error)
+	// Watch delivers the revocations of every instance to sink until ctx
+	// ends, and tells sink each time it is known to have seen all of them.
+	Watch(ctx context.Context, sink revocationSink)
+	// Close releases the store's connections.
+	Close() error
 }
+
+// revocationSink receives what Store.Watch learns.
+type revocationSink interface {
+	// add records one revocation.
+	add(rv revocation)
+	// synced says that every revocation stored before at has been added.
+	synced(at time.Time)
+}
+
+// Revocation kinds.
+const (
+	revokeID  = "id"  // one proxy session, by session ID
+	revokeSID = "sid" // every proxy session of one K1 session
+	revokeSub = "sub" // every proxy session of one K1 user issued up to Before
+)
+
+// revocation ends proxy sessions. It is kept until Expires, after which no
+// session it could match is still valid.
+type revocation struct {
+	Kind    string `json:"k"`
+	Value   string `json:"v"`
+	Before  int64  `json:"b,omitempty"` // sub: sessions issued at or before (unix s)
+	Expires int64  `json:"x"`           // unix s
+}
+
+// name is the revocation's key inside the store's revoked/ folder. Values
+// are hashed, so any sub or sid is a safe file name; sub revocations keep
+// their time, so two logouts of one user never overwrite each other.
+func (rv revocation) name() string {
+	sum := sha256.Sum256([]byte(rv.Value))
+	n := rv.Kind + "-" + hex.EncodeToString(sum[:16])
+	if rv.Kind == revokeSub {
+		n += "-" + strconv.FormatInt(rv.Before, 10)
+	}
+	return n
+}
+
+func (rv revocation) valid() bool {
+	return (rv.Kind == revokeID || rv.Kind == revokeSID || rv.Kind == revokeSub) && rv.Value != "" && rv.Expires > 0
+}
+
+func parseRevocation(b []byte) (revocation, error) {
+	var rv revocation
+	if err := json.Unmarshal(b, &rv); err != nil {
+		return rv, err
+	}
+	if !rv.valid() {
+		return rv, errors.New("not a revocation")
+	}
+	return rv, nil
+}
+
+// storeConfig is the provisioned form of the store option.
+type storeConfig struct {
+	kind     string // "caddy" or "redis"
+	redisURL string // expanded; holds the password, never logged
+	id       string // for the pool key: kind and a hash of the URL
+}
+
+// buildStoreConfig checks the store options; expand expands placeholders.
+func (h *Handler) buildStoreConfig(expand func(string) string) (storeConfig, error) {
+	switch h.Store {
+	case "", "caddy":
+		if h.RedisURL != "" {
+			return storeConfig{}, errors.New("store: redis_url is set but the store is not redis")
+		}
+		return storeConfig{kind: "caddy", id: "caddy"}, nil
+	case "redis":
+		u := expand(h.RedisURL)
+		if u == "" {
+			return storeConfig{}, errors.New("store: redis needs a URL, like redis://127.0.0.1:6379/0")
+		}
+		if _, err := parseRedisURL(u); err != nil {
+			return storeConfig{}, err
+		}
+		sum := sha256.Sum256([]byte("k1sso redis\x00" + u))
+		return storeConfig{kind: "redis", redisURL: u, id: "redis:" + hex.EncodeToString(sum[:8])}, nil
+	}
+	return storeConfig{}, fmt.Errorf("store: %q is not caddy or redis", h.Store)
+}
+
+// openStore creates the configured store. storage is Caddy's.
+func openStore(sc storeConfig, storage certmagic.Storage, logger *zap.Logger) (Store, error) {
+	if sc.kind == "redis" {
+		return newRedisStore(sc.redisURL, logger)
+	}
+	return newCaddyStore(storage, logger), nil
+}
+
+// caddyStorePoll is how often an instance on the caddy store reads the
+// revoked/ folder for revocations made by other instances sharing the
+// storage. A revocation made at one instance holds at the others within
+// this interval plus the time of one read (about one second in all).
+const caddyStorePoll = time.Second
 
 // caddyStore keeps entries in Caddy's configured storage (the file system by
 // default), under k1sso/. Each value is prefixed with its expiry.
+// Revocations are files under k1sso/revoked/, found by polling.
 type caddyStore struct {
-	s certmagic.Storage
+	s      certmagic.Storage
+	logger *zap.Logger
 }
 
-func newCaddyStore(s certmagic.Storage) *caddyStore { return &caddyStore{s: s} }
+func newCaddyStore(s certmagic.Storage, logger *zap.Logger) *caddyStore {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &caddyStore{s: s, logger: logger}
+}
 
 func storageKey(key string) string { return path.Join("k1sso", key) }
+
+const revokedFolder = "revoked"
 
 func (c *caddyStore) Get(ctx context.Context, key string) ([]byte, error) {
 	b, err := c.s.Load(ctx, storageKey(key))
@@ -70,6 +191,100 @@ func (c *caddyStore) PutIfAbsent(ctx context.Context, key string, value []byte, 
 	return true, c.Put(ctx, key, value, ttl)
 }
 
+func (c *caddyStore) Revoke(ctx context.Context, rv revocation) error {
+	b, err := json.Marshal(rv)
+	if err != nil {
+		return err
+	}
+	ttl := time.Until(time.Unix(rv.Expires, 0))
+	if ttl <= 0 {
+		return nil
+	}
+	return c.Put(ctx, path.Join(revokedFolder, rv.name()), b, ttl+time.Second)
+}
+
+func (c *caddyStore) Revocations(ctx context.Context) ([]revocation, error) {
+	var out []revocation
+	err := c.poll(ctx, map[string]int64{}, func(rv revocation) { out = append(out, rv) })
+	return out, err
+}
+
+// poll reads the revocations not in known (storage key → expiry) and
+// removes expired files. A file that cannot be read or parsed yet (being
+// written) is tried again at the next poll.
+func (c *caddyStore) poll(ctx context.Context, known map[string]int64, add func(revocation)) error {
+	keys, err := c.s.List(ctx, storageKey(revokedFolder), false)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	now := time.Now()
+	listed := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		listed[k] = true
+		if exp, ok := known[k]; ok {
+			if now.Unix() > exp {
+				_ = c.s.Delete(ctx, k)
+				delete(known, k)
+			}
+			continue
+		}
+		b, err := c.s.Load(ctx, k)
+		if err != nil {
+			continue
+		}
+		v, ok := unwrapExpiry(b, now)
+		if !ok {
+			if len(b) >= 8 {
+				_ = c.s.Delete(ctx, k) // expired
+			}
+			continue
+		}
+		rv, err := parseRevocation(v)
+		if err != nil {
+			continue
+		}
+		known[k] = rv.Expires
+		add(rv)
+	}
+	for k := range known {
+		if !listed[k] {
+			delete(known, k)
+		}
+	}
+	return nil
+}
+
+// Watch polls the revoked/ folder every caddyStorePoll.
+func (c *caddyStore) Watch(ctx context.Context, sink revocationSink) {
+	known := map[string]int64{}
+	t := time.NewTicker(caddyStorePoll)
+	defer t.Stop()
+	failing := false
+	for {
+		start := time.Now()
+		if err := c.poll(ctx, known, sink.add); err != nil {
+			if !failing {
+				c.logger.Warn("reading revocations from Caddy's storage failed; will retry", zap.Error(err))
+			}
+			failing = true
+		} else {
+			if failing {
+				c.logger.Info("reading revocations from Caddy's storage works again")
+			}
+			failing = false
+			sink.synced(start)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close does nothing: Caddy owns its storage.
+func (c *caddyStore) Close() error { return nil }
+
 // wrapExpiry prefixes a value with its expiry in unix seconds (0: never).
 func wrapExpiry(v []byte, ttl time.Duration) []byte {
 	b := make([]byte, 8+len(v))
@@ -89,6 +304,16 @@ func unwrapExpiry(b []byte, now time.Time) ([]byte, bool) {
 		return nil, false
 	}
 	return b[8:], true
+}
+
+// redactedURL names a store URL without its password, for errors.
+func redactedURL(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***@" + u[i+1:]
+		}
+	}
+	return u
 }
 
 // Interface guards
