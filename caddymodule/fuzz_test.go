@@ -1,8 +1,16 @@
 package caddymodule
 
 import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/securecookie"
 )
 
 // Test hooks for the tests of package caddymodule_test. Each restores the
@@ -25,3 +33,133 @@ func setVar(tb testing.TB, p *time.Duration, d time.Duration) {
 	*p = d
 	tb.Cleanup(func() { *p = old })
 }
+
+// fuzzShared is pooled state with real cookie codecs, no I/O.
+func fuzzShared() *shared {
+	cfg := &config{cookieKeys: [][]byte{[]byte("fuzz-cookie-secret-0123456789abcdef")}, loginTimeout: 10 * time.Minute, landingPage: "/"}
+	return &shared{cfg: cfg, codecs: newCookieCodecs(cfg)}
+}
+
+// FuzzSessionCookie: any Cookie header decodes to a valid session or to
+// none, without panicking; a valid session is never accepted when expired.
+func FuzzSessionCookie(f *testing.F) {
+	s := fuzzShared()
+	now := time.Unix(1_800_000_000, 0)
+	good, _ := securecookie.EncodeMulti(sessionCookie, &session{ID: "i", Subject: "k1|bob", Email: "bob@acme.example", Tenant: "acme", Issued: now.Unix(), Expires: now.Unix() + 3600}, s.codecs.session...)
+	f.Add("k1sso=" + good)
+	f.Add("k1sso=2." + good[:10] + "; k1sso-1=" + good[10:])
+	f.Add("k1sso=5.a; k1sso-1=b; k1sso-2=c; k1sso-3=d; k1sso-4=e")
+	f.Add("k1sso=\"\"; k1sso=x")
+	f.Add("k1sso=99.; k1sso-1=")
+	f.Fuzz(func(t *testing.T, cookie string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", cookie)
+		raw := readChunked(r, sessionCookie)
+		if raw == "" {
+			return
+		}
+		sess, ok := s.decodeSession(raw, now)
+		if ok && (sess.ID == "" || sess.Subject == "" || now.Unix() >= sess.Expires) {
+			t.Fatalf("accepted an invalid session %+v", sess)
+		}
+	})
+}
+
+// FuzzCallbackState: the login-state lookup of a callback accepts only a
+// cookie whose signed state equals the query's state.
+func FuzzCallbackState(f *testing.F) {
+	s := fuzzShared()
+	h := &Handler{cfg: s.cfg, shared: s}
+	st := loginState{State: "abcdefghijklmnopqrstuvwxyz", Nonce: "n", Verifier: "v", RD: "/", Issued: time.Now().Unix()}
+	v, _ := securecookie.EncodeMulti(loginCookiePre, &st, s.codecs.login...)
+	f.Add("state=abcdefghijklmnopqrstuvwxyz&code=c", "k1sso-login-abcdefghijkl="+v)
+	f.Add("state=abcdefghijklXXXX&code=c", "k1sso-login-abcdefghijkl="+v)
+	f.Add("state=%00%00%00%00%00%00%00%00%00%00%00%00", "")
+	f.Add("state=;;;;;;;;;;;;;;&state=x", "k1sso-login-;;;;;;;;;;;;=a")
+	f.Fuzz(func(t *testing.T, query, cookie string) {
+		r := httptest.NewRequest(http.MethodGet, "/.k1sso/callback", nil)
+		r.URL.RawQuery = query
+		r.Header.Set("Cookie", cookie)
+		state := r.URL.Query().Get("state")
+		got, err := h.loginStateFor(r, state, false)
+		if err == nil && got.State != state {
+			t.Fatalf("state %q matched a cookie of state %q", state, got.State)
+		}
+		if err != nil {
+			var lf *loginFailure
+			if !errors.As(err, &lf) || lf.status != http.StatusBadRequest {
+				t.Fatalf("refusal is not a 400: %v", err)
+			}
+		}
+	})
+}
+
+// checkLocal is the property of every redirect target: a path a browser
+// resolves on the same origin.
+func checkLocal(t *testing.T, in, out string) {
+	t.Helper()
+	if !strings.HasPrefix(out, "/") || strings.HasPrefix(out, "//") || strings.HasPrefix(out, "/\\") || strings.ContainsRune(out, '\\') {
+		t.Fatalf("%q -> %q: not a local path", in, out)
+	}
+	for _, c := range []byte(out) {
+		if c < 0x20 || c == 0x7f {
+			t.Fatalf("%q -> %q: control character", in, out)
+		}
+	}
+	base, _ := url.Parse("https://bms.example.com/a/b")
+	ref, err := url.Parse(out)
+	if err != nil {
+		t.Fatalf("%q -> %q: %v", in, out, err)
+	}
+	if u := base.ResolveReference(ref); u.Host != base.Host || u.Scheme != base.Scheme || u.User != nil {
+		t.Fatalf("%q -> %q resolves to %s", in, out, u)
+	}
+	if again, ok := localTarget(out); !ok || again != out {
+		t.Fatalf("%q -> %q is not stable (%q, %v)", in, out, again, ok)
+	}
+}
+
+// FuzzLocalTarget: rd values become local paths or are refused.
+func FuzzLocalTarget(f *testing.F) {
+	for _, s := range []string{"/", "/dashboard?x=1", "//evil.com", "/\\evil.com", "/..//evil.com", "/%2F%2Fevil", "/a/../../b", "/./\\x", "/\t/evil", "/a?b=//c", "/%5C%5Cevil", "/;//evil"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if out, ok := localTarget(raw); ok {
+			checkLocal(t, raw, out)
+		}
+	})
+}
+
+// FuzzInsideExternal: target_link_uri values inside external_url become
+// local paths; anything else is refused.
+func FuzzInsideExternal(f *testing.F) {
+	ext, _ := url.Parse("https://bms.example.com")
+	h := &Handler{cfg: &config{external: ext, landingPage: "/"}}
+	for _, s := range []string{"https://bms.example.com/x", "https://bms.example.com:443//evil", "https://BMS.example.com", "https://bms.example.com@evil.com/", "http://bms.example.com/", "//bms.example.com/x", "https://bms.example.com/%2F%2Fevil", "https:bms.example.com/x", "https://bms.example.com\\@evil.com"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		r := httptest.NewRequest(http.MethodGet, "https://bms.example.com/.k1sso/initiate", nil)
+		if out, ok := h.insideExternal(r, raw); ok {
+			checkLocal(t, raw, out)
+		}
+	})
+}
+
+// FuzzParseUsers: the users CSV never panics, and every error names a line.
+func FuzzParseUsers(f *testing.F) {
+	f.Add("email,bms_user,tenant,tenant_name,roles\nbob@acme.example,bob,acme,Acme,\n")
+	f.Add("email,bms_user,tenant,tenant_name,roles\na@b,c,d,e,f;g\na@b,c,d,e,f\n")
+	f.Add("\ufeffemail,bms_user,tenant,tenant_name,roles\n\"a@b\nc\",x,y,z,\n")
+	f.Add("")
+	f.Add("email,bms_user\n")
+	f.Fuzz(func(t *testing.T, csv string) {
+		_, err := parseUsers(strings.NewReader(csv), 1)
+		if err != nil && !lineErr.MatchString(err.Error()) {
+			t.Fatalf("error names no line: %v", err)
+		}
+	})
+}
+
+var lineErr = regexp.MustCompile(`^line [0-9]+: `)
