@@ -1,0 +1,468 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/k1sso/k1sso/internal/k1devtest"
+	"github.com/k1sso/k1sso/internal/testenv"
+)
+
+const (
+	loginPage = "<!doctype html>\n<html><head><title>BMS</title></head><body>\n<form id=\"login-box\" method=\"post\"><input name=\"username\"></form>\n</body></html>\n"
+	dashPage  = "<!doctype html>\n<html><head><title>BMS</title></head><body>\n<header><span class=\"brand\">BMS</span> <span id=\"user-name\">bob</span> <a id=\"logout\" href=\"/logout\">Log out</a></header>\n<main>tickets</main>\n</body></html>\n"
+	plainPage = "<!doctype html>\n<html><body><main>no user name here</main></body></html>\n"
+	// The launcher snippet's fixed part, as the spec names it.
+	launcherTag = `<a id="k1sso-launcher" href="/.k1sso/launcher" title="KaseyaOne apps"`
+	loginTag    = `<a id="k1sso-login-link" href="/.k1sso/login">Log in with KaseyaOne</a>`
+)
+
+// bigPage is a 10 MB page, built once.
+var bigPage = func() []byte {
+	var b bytes.Buffer
+	b.WriteString("<!doctype html><html><body><header>BMS</header>\n")
+	for b.Len() < 10<<20 {
+		b.WriteString("<p>a line of a long ticket list, 0123456789</p>\n")
+	}
+	b.WriteString("</body></html>\n")
+	return b.Bytes()
+}()
+
+// pageUpstream serves fixed pages in the coding asked with ?enc=
+// (gzip, zstd, or br: a body the proxy cannot decode), with the CSP of
+// ?csp=, and in pieces with ?split=; http.ServeContent answers HEAD,
+// If-None-Match and Range. It echoes the Accept-Encoding it saw.
+func pageUpstream(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		hdr := w.Header()
+		hdr.Set("X-Seen-Accept-Encoding", r.Header.Get("Accept-Encoding"))
+		ctype, page := "text/html; charset=utf-8", ""
+		switch r.URL.Path {
+		case "/login":
+			page = loginPage
+		case "/dashboard":
+			page = dashPage
+		case "/plain":
+			page = plainPage
+		case "/login/big":
+			hdr.Set("Content-Type", ctype)
+			for p := bigPage; len(p) > 0; {
+				n := min(len(p), 64<<10)
+				if _, err := w.Write(p[:n]); err != nil {
+					return
+				}
+				p = p[n:]
+			}
+			return
+		case "/missing":
+			hdr.Set("Content-Type", ctype)
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, plainPage)
+			return
+		case "/data.json":
+			ctype, page = "application/json", `{"html":"<span id=\"user-name\">x</span></body>"}`
+		case "/img.png":
+			ctype, page = "image/png", "\x89PNG\r\n\x1a\n</body>\x00\x01"
+		case "/events":
+			hdr.Set("Content-Type", "text/event-stream")
+			for i := range 3 {
+				fmt.Fprintf(w, "data: <span id=\"user-name\">%d</span></body>\n\n", i)
+				w.(http.Flusher).Flush()
+			}
+			return
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		body := encode(t, q.Get("enc"), []byte(page))
+		hdr.Set("Content-Type", ctype)
+		if e := q.Get("enc"); e != "" {
+			hdr.Set("Content-Encoding", e)
+		}
+		if csp := q.Get("csp"); csp != "" {
+			hdr.Set("Content-Security-Policy", csp)
+		}
+		hdr.Set("ETag", `"v1"`)
+		if q.Has("split") {
+			// Cut inside every marker, with time for each piece to travel
+			// as a write of its own.
+			hdr.Set("Content-Length", fmt.Sprint(len(body)))
+			cuts := []int{bytes.Index(body, []byte("user-")) + 5, bytes.Index(body, []byte("</sp")) + 3, bytes.Index(body, []byte("</bo")) + 3}
+			last := 0
+			for _, c := range append(cuts, len(body)) {
+				if c < last {
+					continue
+				}
+				w.Write(body[last:c])
+				w.(http.Flusher).Flush()
+				time.Sleep(30 * time.Millisecond)
+				last = c
+			}
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func encode(t *testing.T, enc string, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	switch enc {
+	case "":
+		return b
+	case "gzip":
+		zw := gzip.NewWriter(&out)
+		zw.Write(b)
+		zw.Close()
+	case "zstd":
+		zw, _ := zstd.NewWriter(&out)
+		zw.Write(b)
+		zw.Close()
+	case "br":
+		return append([]byte("\x1b\x00not-really-brotli"), b...)
+	}
+	return out.Bytes()
+}
+
+func decode(t *testing.T, enc string, b []byte) []byte {
+	t.Helper()
+	var r io.Reader
+	switch enc {
+	case "":
+		return b
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("gzip body: %v", err)
+		}
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("decoding %s body: %v", enc, err)
+	}
+	return out
+}
+
+// raw is one response as bytes on the wire (no transparent decoding).
+type raw struct {
+	status int
+	header http.Header
+	body   []byte
+	length int64
+}
+
+func fetchRaw(t *testing.T, jar http.CookieJar, method, u string, hdr ...string) raw {
+	t.Helper()
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(method, u, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw{resp.StatusCode, resp.Header, b, resp.ContentLength}
+}
+
+// injected checks that got is want with exactly one snippet inserted at
+// want's offset at, and returns the snippet.
+func injected(t *testing.T, what string, got []byte, want string, at int) string {
+	t.Helper()
+	n := len(got) - len(want)
+	if n <= 0 || !bytes.HasPrefix(got, []byte(want[:at])) || !bytes.HasSuffix(got, []byte(want[at:])) {
+		t.Fatalf("%s: not the page plus one snippet at %d:\n%s", what, at, got)
+	}
+	return string(got[at : at+n])
+}
+
+// checkLength: a rewritten response has no stale Content-Length.
+func checkLength(t *testing.T, what string, r raw) {
+	t.Helper()
+	if r.length >= 0 && r.length != int64(len(r.body)) {
+		t.Fatalf("%s: Content-Length %d for %d bytes", what, r.length, len(r.body))
+	}
+}
+
+// injectWorld is k1dev, the page upstream and Caddy with k1sso.
+func injectWorld(t *testing.T, options ...string) (*world, *httptest.Server) {
+	t.Helper()
+	up := pageUpstream(t)
+	w := &world{k1: k1devtest.Start(t, nil)}
+	w.s = testenv.Site{K1: w.k1.URL, Upstream: up.URL, Users: testenv.DemoUsers(t), Options: options}
+	w.px = testenv.StartCaddy(t, w.s)
+	return w, up
+}
+
+func TestInjectLoginLink(t *testing.T) {
+	w, _ := injectWorld(t)
+	var first string
+	for _, enc := range []string{"", "gzip", "zstd"} {
+		what := "login page " + enc
+		r := fetchRaw(t, nil, "GET", w.px.URL+"/login?enc="+enc, "Accept-Encoding", "gzip, zstd")
+		if r.status != 200 || r.header.Get("Content-Encoding") != enc {
+			t.Fatalf("%s: %d, Content-Encoding %q", what, r.status, r.header.Get("Content-Encoding"))
+		}
+		checkLength(t, what, r)
+		if r.header.Get("ETag") != "" {
+			t.Errorf("%s: the upstream's ETag was kept for a changed body", what)
+		}
+		snip := injected(t, what, decode(t, enc, r.body), loginPage, strings.Index(loginPage, "</body>"))
+		if !strings.HasPrefix(snip, "<style>") || !strings.HasSuffix(snip, loginTag) || strings.Contains(snip, "<script") {
+			t.Fatalf("%s: snippet %q", what, snip)
+		}
+		if first == "" {
+			first = snip
+		} else if snip != first {
+			t.Fatalf("%s: snippet differs from the plain one", what)
+		}
+	}
+	// Other pages without a session get nothing.
+	if r := fetchRaw(t, nil, "GET", w.px.URL+"/dashboard"); string(r.body) != dashPage {
+		t.Fatalf("dashboard without a session changed:\n%s", r.body)
+	}
+	// Switched off.
+	w.s.Options = []string{"inject_login_link off"}
+	w.reload(t)
+	if r := fetchRaw(t, nil, "GET", w.px.URL+"/login"); string(r.body) != loginPage {
+		t.Fatalf("inject_login_link off: page changed:\n%s", r.body)
+	}
+}
+
+func TestInjectLauncher(t *testing.T) {
+	w, _ := injectWorld(t)
+	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/plain")
+	for _, enc := range []string{"", "gzip", "zstd"} {
+		what := "dashboard " + enc
+		r := fetchRaw(t, c.Jar, "GET", w.px.URL+"/dashboard?enc="+enc, "Accept-Encoding", "zstd, gzip")
+		if r.status != 200 || r.header.Get("Content-Encoding") != enc {
+			t.Fatalf("%s: %d, Content-Encoding %q", what, r.status, r.header.Get("Content-Encoding"))
+		}
+		checkLength(t, what, r)
+		at := strings.Index(dashPage, `bob</span>`) + len(`bob</span>`)
+		snip := injected(t, what, decode(t, enc, r.body), dashPage, at)
+		if !strings.HasPrefix(snip, "<style>") || !strings.Contains(snip, launcherTag+` aria-label="KaseyaOne apps">`) ||
+			!strings.Contains(snip, "<svg") || !strings.HasSuffix(snip, "</svg></a>") || strings.Contains(snip, "<script") {
+			t.Fatalf("%s: snippet %q", what, snip)
+		}
+
+		// No #user-name: fixed top right, before </body>.
+		what = "plain page " + enc
+		r = fetchRaw(t, c.Jar, "GET", w.px.URL+"/plain?enc="+enc, "Accept-Encoding", "zstd, gzip")
+		checkLength(t, what, r)
+		snip = injected(t, what, decode(t, enc, r.body), plainPage, strings.Index(plainPage, "</body>"))
+		if !strings.Contains(snip, launcherTag) || !strings.Contains(snip, `class="k1sso-fixed"`) {
+			t.Fatalf("%s: snippet %q", what, snip)
+		}
+	}
+	// The same pages without a session are untouched.
+	if r := fetchRaw(t, nil, "GET", w.px.URL+"/dashboard"); string(r.body) != dashPage {
+		t.Fatalf("dashboard without a session changed")
+	}
+	w.s.Options = []string{"inject_launcher off"}
+	w.reload(t)
+	if r := fetchRaw(t, c.Jar, "GET", w.px.URL+"/dashboard"); string(r.body) != dashPage {
+		t.Fatalf("inject_launcher off: page changed")
+	}
+}
+
+func TestInjectMarkerSplitAcrossWrites(t *testing.T) {
+	w, _ := injectWorld(t)
+	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/plain")
+	for _, enc := range []string{"", "gzip"} {
+		r := fetchRaw(t, c.Jar, "GET", w.px.URL+"/dashboard?split=1&enc="+enc, "Accept-Encoding", "gzip")
+		at := strings.Index(dashPage, `bob</span>`) + len(`bob</span>`)
+		if snip := injected(t, "split "+enc, decode(t, enc, r.body), dashPage, at); !strings.Contains(snip, launcherTag) {
+			t.Fatalf("split %s: snippet %q", enc, snip)
+		}
+		r = fetchRaw(t, nil, "GET", w.px.URL+"/login?split=1&enc="+enc, "Accept-Encoding", "gzip")
+		if snip := injected(t, "split login "+enc, decode(t, enc, r.body), loginPage, strings.Index(loginPage, "</body>")); !strings.HasSuffix(snip, loginTag) {
+			t.Fatalf("split login %s: snippet %q", enc, snip)
+		}
+	}
+}
+
+// A 10 MB login page, whose marker is at its very end, streams through
+// with memory far below its size.
+func TestInjectLargePageBoundedMemory(t *testing.T) {
+	w, _ := injectWorld(t, "login_path /login/big")
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	read := func() (n int64, tail []byte) {
+		resp, err := hc.Get(w.px.URL + "/login/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		tw := &tailWriter{max: 4096}
+		n, err = io.Copy(tw, resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, tw.b
+	}
+	read() // warm up connections and pools
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n, tail := read()
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	if !bytes.Contains(tail, []byte(loginTag+"</body></html>")) {
+		t.Fatalf("no login link at the big page's end: %.300s", tail)
+	}
+	if n <= int64(len(bigPage)) {
+		t.Fatalf("big page: %d bytes, page is %d", n, len(bigPage))
+	}
+	t.Logf("10 MB page (%d bytes) through the proxy and injector: %d bytes allocated in the whole process", len(bigPage), alloc)
+	if alloc > 4<<20 {
+		t.Fatalf("injecting a %d-byte page allocated %d bytes: the page is buffered", len(bigPage), alloc)
+	}
+}
+
+func TestInjectLeavesOtherResponsesUntouched(t *testing.T) {
+	w, up := injectWorld(t)
+	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/plain")
+	for _, tt := range []struct {
+		name, method, path string
+		hdr                []string
+		status             int
+	}{
+		{"json", "GET", "/data.json", nil, 200},
+		{"image", "GET", "/img.png", nil, 200},
+		{"event stream", "GET", "/events", nil, 200},
+		{"HEAD", "HEAD", "/dashboard", nil, 200},
+		{"304", "GET", "/dashboard", []string{"If-None-Match", `"v1"`}, 304},
+		{"206", "GET", "/dashboard", []string{"Range", "bytes=0-99"}, 206},
+		{"br", "GET", "/dashboard?enc=br", []string{"Accept-Encoding", "br"}, 200},
+		{"login HEAD", "HEAD", "/login", nil, 200},
+		{"404 page", "GET", "/missing", nil, 404},
+	} {
+		direct := fetchRaw(t, nil, tt.method, up.URL+tt.path, tt.hdr...)
+		r := fetchRaw(t, c.Jar, tt.method, w.px.URL+tt.path, tt.hdr...)
+		if r.status != tt.status || direct.status != tt.status {
+			t.Errorf("%s: status %d (direct %d), want %d", tt.name, r.status, direct.status, tt.status)
+			continue
+		}
+		if !bytes.Equal(r.body, direct.body) {
+			t.Errorf("%s: body changed:\n%q\nwant\n%q", tt.name, r.body, direct.body)
+		}
+		for _, h := range []string{"Content-Length", "Content-Encoding", "Content-Range", "ETag", "Content-Type"} {
+			if r.header.Get(h) != direct.header.Get(h) {
+				t.Errorf("%s: %s %q, upstream sent %q", tt.name, h, r.header.Get(h), direct.header.Get(h))
+			}
+		}
+	}
+}
+
+func TestInjectAcceptEncoding(t *testing.T) {
+	w, _ := injectWorld(t)
+	// A page that may be rewritten: only codings the proxy can re-encode.
+	r := fetchRaw(t, nil, "GET", w.px.URL+"/login", "Accept-Encoding", "br, gzip, zstd")
+	if got := r.header.Get("X-Seen-Accept-Encoding"); got != "gzip, zstd" {
+		t.Errorf("login page: upstream saw Accept-Encoding %q, want %q", got, "gzip, zstd")
+	}
+	// Anything else: as the client sent it.
+	r = fetchRaw(t, nil, "GET", w.px.URL+"/data.json", "Accept-Encoding", "br, gzip")
+	if got := r.header.Get("X-Seen-Accept-Encoding"); got != "br, gzip" {
+		t.Errorf("json without a session: upstream saw Accept-Encoding %q", got)
+	}
+}
+
+var nonceRE = regexp.MustCompile(`<style nonce="([A-Za-z0-9_-]{16,})">`)
+
+func TestInjectUnderCSP(t *testing.T) {
+	w, _ := injectWorld(t)
+	csp := "default-src 'self'; style-src 'self'; img-src 'none'; frame-ancestors 'none'"
+	r := fetchRaw(t, nil, "GET", w.px.URL+"/login?csp="+urlQuery(csp))
+	m := nonceRE.FindSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("no nonce on the injected style: %s", r.body)
+	}
+	want := "default-src 'self'; style-src 'self' 'nonce-" + string(m[1]) + "'; img-src 'none'; frame-ancestors 'none'"
+	if got := r.header.Get("Content-Security-Policy"); got != want {
+		t.Fatalf("CSP\n got %q\nwant %q", got, want)
+	}
+	// Two responses, two nonces.
+	r2 := fetchRaw(t, nil, "GET", w.px.URL+"/login?csp="+urlQuery(csp))
+	if m2 := nonceRE.FindSubmatch(r2.body); m2 == nil || string(m2[1]) == string(m[1]) {
+		t.Fatal("the nonce is not fresh per response")
+	}
+
+	// In a real browser, the injected style applies under the upstream's
+	// policy: the login link is styled and the launcher icon has its size.
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, a := range []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(w.px.URL + "/login?csp=" + urlQuery(csp)),
+		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
+	} {
+		if _, err := chromedp.Run(ctx, a); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
+	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.getElementById('k1sso-login-link')).backgroundColor`))
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if bg != "rgb(11, 92, 171)" {
+		t.Fatalf("login link background under CSP = %q: the injected style was blocked", bg)
+	}
+}
+
+// tailWriter keeps the last max bytes written.
+type tailWriter struct {
+	b   []byte
+	max int
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func urlQuery(s string) string {
+	return strings.NewReplacer("%", "%25", " ", "%20", "'", "%27", ";", "%3B", "&", "%26", "+", "%2B").Replace(s)
+}
