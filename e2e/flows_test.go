@@ -124,20 +124,32 @@ func (w *world) openAdminSwitch(tenant string) {
 	w.step("k1sso-admin", click("#k1sso-admin"), visible(switchFor(tenant)), expectLocation(w.proxy, "/.k1sso/admin"))
 }
 
-// TestEnable is flow 1: an admin switches the integration on for a tenant
-// and confirms with a K1 sign-in; the login link goes live.
+// TestEnable is flow 1: with the integration off, an admin (signed in
+// through a launch from K1, which works while it is off) switches it on;
+// K1 asks for credentials and code again (prompt=login) although its
+// session is fresh, and the page says "Operation is completed
+// successfully."; the login link goes live.
 func TestEnable(t *testing.T) {
 	w := newWorld(t, "integration_default off")
 	w.step("login-link-disabled", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("disabled"),
 		expectStatus("/.k1sso/login?tenant=acme", 403))
-	w.step("bms-native-login", typeInto("#username", "alice"), typeInto("#password", "alice-bms"),
-		click("#login-submit"), visible("#user-name"), expectText("#user-name", "alice"))
+	w.k1Direct("alice", "Acme MSP", "alice-pass")
+	w.step("launch-acme", open(w.k1URL+"/modules/BMS"), click(`#tenants a.tenant[data-tenant="acme"]`), visible("#user-name"))
+	w.step("dashboard", w.dashboardOf("alice", "acme", "alice@acme.example")...)
 	w.openAdminSwitch("acme")
 	w.step("slider-on", actions([]chromedp.Action[chromedp.Void]{visible(stateOf("acme", "off"))}, toggle("acme"),
-		w.k1Credentials("alice", "Acme MSP", "alice-pass"))...)
+		[]chromedp.Action[chromedp.Void]{
+			visible(k1Form + ", " + stateOf("acme", "on")),
+			eval(`location.origin`, func(got string) error {
+				if got != w.k1URL {
+					return fmt.Errorf("K1 did not ask for credentials again (prompt=login): the switch came straight back to %s", got)
+				}
+				return nil
+			}),
+		}, w.k1Credentials("alice", "Acme MSP", "alice-pass"))...)
 	w.step("k1-code", actions(w.k1Code("alice"), []chromedp.Action[chromedp.Void]{
 		visibleText("Operation is completed successfully."),
-		expectOrigin(w.proxy),
+		expectLocation(w.proxy, "/.k1sso/admin"),
 		visible(stateOf("acme", "on")),
 	})...)
 	w.step("login-link-live", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("live"),

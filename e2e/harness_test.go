@@ -283,6 +283,11 @@ func newWorld(t *testing.T, required ...string) *world {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Screenshots of an earlier run of this test would mix with this run's.
+	old, _ := filepath.Glob(filepath.Join(screenshotDir(t), strings.ReplaceAll(t.Name(), "/", "_")+"-*.png"))
+	for _, f := range old {
+		_ = os.Remove(f)
+	}
 	w.startCaddy(bin, conf, dir, port)
 	w.startBrowser(chrome)
 	return w
@@ -369,11 +374,18 @@ func (w *world) startBrowser(chrome string) {
 	// The browser's own messages (a CSP violation, a blocked form) explain
 	// a step that waits in vain; a failing step prints the last ones.
 	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*cdplog.EventEntryAdded); ok && e.Entry != nil && e.Entry.Level != cdplog.EntryLevelVerbose {
-			w.consoleMu.Lock()
-			w.console = append(w.console, fmt.Sprintf("%s %s: %s", e.Entry.Level, e.Entry.Source, e.Entry.Text))
-			w.consoleMu.Unlock()
+		e, ok := ev.(*cdplog.EventEntryAdded)
+		if !ok || e.Entry == nil || e.Entry.Level == cdplog.EntryLevelVerbose || strings.HasSuffix(e.Entry.URL, "/favicon.ico") {
+			return
 		}
+		msg := fmt.Sprintf("%s %s: %s", e.Entry.Level, e.Entry.Source, e.Entry.Text)
+		if e.Entry.URL != "" {
+			// Without the query: it may carry a code or a state.
+			msg += " (" + strings.SplitN(e.Entry.URL, "?", 2)[0] + ")"
+		}
+		w.consoleMu.Lock()
+		w.console = append(w.console, msg)
+		w.consoleMu.Unlock()
 	}); err != nil {
 		t.Fatalf("e2e: listening to chromium: %v", err)
 	}
