@@ -56,6 +56,7 @@ var (
 	loginPar = flag.Int("login-workers", 8, "concurrent logins")
 	only     = flag.String("only", "abcd", "setups of the main rounds")
 	profile  = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
+	memLimit = flag.String("scale-gomemlimit", "140MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
 	baseline = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
 )
 
@@ -186,7 +187,7 @@ func run() error {
 }
 `, addrs["c"], addrs["o2pc"], addrs["o2pc"], upHost),
 	}
-	start := func(key string) (*proc, error) {
+	start := func(key string, extraEnv ...string) (*proc, error) {
 		bin := *caddyBin
 		if key == "B" {
 			bin = *baseline
@@ -195,7 +196,7 @@ func run() error {
 		if err := os.WriteFile(path, []byte(caddyfiles[key]), 0o600); err != nil {
 			return nil, err
 		}
-		p, err := startProc(dir, "caddy-"+key, addrs[key], env, bin, "run", "--config", path, "--adapter", "caddyfile")
+		p, err := startProc(dir, "caddy-"+key, addrs[key], append(env, extraEnv...), bin, "run", "--config", path, "--adapter", "caddyfile")
 		if err != nil {
 			return nil, err
 		}
@@ -348,16 +349,34 @@ func run() error {
 	}
 
 	if *sessions > 0 {
-		// A Caddy of its own, so its memory is the sessions' alone.
-		ps, err := start("s")
-		if err != nil {
-			return err
+		// A Caddy of its own, so its memory is the sessions' alone; then,
+		// when asked, again with a soft memory limit for Go's GC.
+		limits := []string{""}
+		if *memLimit != "" {
+			limits = append(limits, *memLimit)
 		}
-		ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + addrs["s"], procs: group{ps}}
-		if err := scaleRun(dir, ss, []byte(cookieSecret), measure); err != nil {
-			return err
+		for _, lim := range limits {
+			var extra []string
+			if lim != "" {
+				extra = []string{"GOMEMLIMIT=" + lim}
+			}
+			ps, err := start("s", extra...)
+			if err != nil {
+				return err
+			}
+			ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + addrs["s"], procs: group{ps}}
+			if err := scaleRun(dir, ss, []byte(cookieSecret), lim, measure); err != nil {
+				return err
+			}
+			ps.stop()
+			// The next Caddy reuses the address: wait for this one to go.
+			for i := 0; i < 50; i++ {
+				if _, err := cpuSeconds(ps.pid()); err != nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 		}
-		ps.stop()
 	}
 	if *wide > 0 {
 		if err := wideRun(setups, measure, opts); err != nil {
@@ -451,7 +470,7 @@ func wideRun(setups map[string]*setup, measure measureFunc, opts func(*setup, in
 
 // scaleRun cycles many distinct valid sessions through (b), against the
 // same Lua cycler with one cookie so wrk's own scripting cost is equal.
-func scaleRun(dir string, sb *setup, secret []byte, measure measureFunc) error {
+func scaleRun(dir string, sb *setup, secret []byte, memLimit string, measure measureFunc) error {
 	script := filepath.Join(dir, "cycle.lua")
 	if err := os.WriteFile(script, []byte(cyclerLua), 0o600); err != nil {
 		return err
@@ -518,7 +537,11 @@ func scaleRun(dir string, sb *setup, secret []byte, measure measureFunc) error {
 	hwm := sb.procs.mem("VmHWM")
 	r1 := median(res1, func(x sample) float64 { return x.RPS })
 	rN := median(resN, func(x sample) float64 { return x.RPS })
-	fmt.Printf("## (b) with %d distinct sessions (wrk Lua cycler, 3 interleaved rounds, medians)\n\n", *sessions)
+	title := ""
+	if memLimit != "" {
+		title = ", Caddy with GOMEMLIMIT=" + memLimit
+	}
+	fmt.Printf("## (b) with %d distinct sessions%s (wrk Lua cycler, 3 interleaved rounds, medians)\n\n", *sessions, title)
 	fmt.Printf("minted %d session cookies in %s\n\n", *sessions, minted.Round(time.Millisecond))
 	fmt.Println("| cookies | req/s | p50 | p99 | CPU s / 10k req |")
 	fmt.Println("|---|---:|---:|---:|---:|")
