@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/k1sso/k1sso/examples/bms"
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
@@ -465,4 +466,43 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 
 func urlQuery(s string) string {
 	return strings.NewReplacer("%", "%25", " ", "%20", "'", "%27", ";", "%3B", "&", "%26", "+", "%2B").Replace(s)
+}
+
+// The acceptance check on the demo BMS: its login page carries the link and
+// a K1 session's dashboard the launcher after the user's name, plain and
+// with Caddy's own encode (gzip, zstd) in the route.
+func TestInjectDemoBMS(t *testing.T) {
+	up := httptest.NewServer(bms.New(bms.DefaultConfig()))
+	t.Cleanup(up.Close)
+	w := &world{k1: k1devtest.Start(t, nil)}
+	w.s = testenv.Site{K1: w.k1.URL, Upstream: up.URL, Users: testenv.DemoUsers(t)}
+	w.px = testenv.StartCaddy(t, w.s)
+	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/dashboard")
+	check := func(what, enc string) {
+		t.Helper()
+		ae := enc
+		if ae == "" {
+			ae = "identity"
+		}
+		r := fetchRaw(t, nil, "GET", w.px.URL+"/login", "Accept-Encoding", ae)
+		if got := r.header.Get("Content-Encoding"); got != enc {
+			t.Fatalf("%s login page: Content-Encoding %q, want %q", what, got, enc)
+		}
+		checkLength(t, what, r)
+		page := decode(t, enc, r.body)
+		if n := bytes.Count(page, []byte(loginTag)); n != 1 || !bytes.Contains(page, []byte(loginTag+"\n</body>")) && !bytes.Contains(page, []byte(loginTag+"</body>")) {
+			t.Fatalf("%s login page: %d login links, or not at the bottom:\n%s", what, n, page)
+		}
+		r = fetchRaw(t, c.Jar, "GET", w.px.URL+"/dashboard", "Accept-Encoding", ae)
+		checkLength(t, what, r)
+		page = decode(t, enc, r.body)
+		if !regexp.MustCompile(`<span id="user-name">bob</span><style>[^<]*</style>` + regexp.QuoteMeta(launcherTag)).Match(page) {
+			t.Fatalf("%s dashboard: no launcher right after the user's name:\n%s", what, page)
+		}
+	}
+	check("plain", "")
+	w.s.Extra = "\tencode gzip zstd"
+	w.reload(t)
+	check("encode", "gzip")
+	check("encode", "zstd")
 }
