@@ -461,7 +461,8 @@ func (w *world) step(name string, actions ...chromedp.Action[chromedp.Void]) {
 	where := ""
 	sctx, scancel := context.WithTimeout(w.ctx, 3*time.Second)
 	defer scancel()
-	if loc, lerr := chromedp.Run(sctx, chromedp.Location()); lerr == nil {
+	// Origin and path only: the query may carry a code or a state.
+	if loc, lerr := chromedp.Run(sctx, chromedp.Evaluate[string](`location.origin + location.pathname`)); lerr == nil {
 		where = "\n  page: " + loc
 	}
 	if text, terr := chromedp.Run(sctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`)); terr == nil {
