@@ -180,7 +180,7 @@ func caddyfile(storage string, port int, k1URL, users, bmsAddr string, options [
 }
 
 // adapt runs `caddy adapt` on a Caddyfile and returns its error output.
-func adapt(t testing.TB, bin, dir, text string) error {
+func adapt(bin, dir, text string) error {
 	f := filepath.Join(dir, "probe.Caddyfile")
 	if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
 		return err
@@ -205,7 +205,7 @@ func probeOptions(t testing.TB, bin string, extra []string) map[string]error {
 		if _, ok := probed[o]; ok {
 			continue
 		}
-		probed[o] = adapt(t, bin, dir, caddyfile(dir, 1, "http://127.0.0.1:1", users, "127.0.0.1:2", []string{o}))
+		probed[o] = adapt(bin, dir, caddyfile(dir, 1, "http://127.0.0.1:1", users, "127.0.0.1:2", []string{o}))
 	}
 	return probed
 }
@@ -226,8 +226,8 @@ func lastLine(out []byte) string {
 // fresh Chromium, all stopped when the test ends.
 func newWorld(t *testing.T, required ...string) *world {
 	t.Helper()
-	bin := caddyBinary(t)
 	chrome := browserPath(t)
+	bin := caddyBinary(t)
 
 	probes := probeOptions(t, bin, required)
 	var options []string
