@@ -9,6 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // Redis key layout: every key starts with redisPrefix; revocations live
@@ -24,6 +27,24 @@ const (
 	// proves the instance has seen every revocation published before.
 	redisPing = 500 * time.Millisecond
 )
+
+func init() {
+	// go-redis prints every failed dial to stderr; while Redis is down that
+	// is one line per attempt. The store logs outages itself (once, and
+	// when they end), so go-redis's own lines go to Caddy's log at debug
+	// level. The logger is global to go-redis, so this also applies to any
+	// other module of the same Caddy build that uses go-redis.
+	redis.SetLogger(redisLogger{})
+}
+
+// redisLogger sends go-redis's log lines to Caddy's logger at debug level.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := caddy.Log().Named("k1sso.redis").Check(zapcore.DebugLevel, "go-redis"); ce != nil {
+		ce.Write(zap.String("message", fmt.Sprintf(format, v...)))
+	}
+}
 
 // redisStore keeps entries in Redis: plain keys with a TTL, SET NX for
 // PutIfAbsent, and pub/sub to push revocations. go-redis reconnects on its
