@@ -95,6 +95,7 @@ func (d *directory) reloadIfChanged() {
 	if err != nil {
 		if d.stat != (fileStamp{}) {
 			d.logger.Error("users file unreadable; keeping the loaded directory", zap.String("path", d.path), zap.Error(err))
+			k1ssoMetrics.directoryReload("error")
 			d.stat = fileStamp{}
 		}
 		return
@@ -108,10 +109,12 @@ func (d *directory) reloadIfChanged() {
 	data, err := loadUsers(d.path, old.gen+1)
 	if err != nil {
 		d.logger.Error("users file changed but is invalid; keeping the previous directory", zap.Error(err))
+		k1ssoMetrics.directoryReload("error")
 		return
 	}
 	d.data.Store(data)
 	d.logger.Info("users file reloaded", zap.String("path", d.path), zap.Int("emails", len(data.byEmail)))
+	k1ssoMetrics.directoryReload("success")
 }
 
 // accounts returns the BMS accounts of an email (already lower case).

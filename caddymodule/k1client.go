@@ -66,7 +66,7 @@ func (p *k1Provider) verifierWithSkew(skew time.Duration) *oidc.IDTokenVerifier 
 }
 
 func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger) *k1Client {
-	hc := &http.Client{Timeout: k1Timeout}
+	hc := &http.Client{Timeout: k1Timeout, Transport: k1Transport{}} // k1Transport: metrics.go
 	return &k1Client{
 		issuer:   cfg.issuer,
 		clientID: cfg.clientID,

@@ -179,6 +179,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			fields = append(fields, zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
 		}
 		h.logger.Info("login", fields...)
+		h.metrics.login("failure", f.reason)
 		links := f.links
 		if links == nil {
 			links = []pageLink{{Href: prefix + "login", Text: "Sign in again"}}
@@ -188,11 +189,18 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		h.logger.Error("writing the session cookie", zap.Error(err))
+		h.metrics.login("failure", "session_cookie")
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Sign-in failed", Message: "The session could not be stored in your browser."})
 		return nil
 	}
 	h.logger.Info("login", zap.String("outcome", "success"), zap.String("k1_sub", sess.Subject),
 		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), zap.String("k1_sid", sess.SID))
+	// The reason of a success tells SP-initiated logins from K1 launches.
+	if st.K1Initiated {
+		h.metrics.login("success", "k1_initiated")
+	} else {
+		h.metrics.login("success", "sp_initiated")
+	}
 	if st.Purpose != "" {
 		return h.completePurpose(w, r, st, sess)
 	}
