@@ -117,6 +117,7 @@ type Handler struct {
 	key         string
 	public      caddyhttp.MatchPath
 	logger      *zap.Logger
+	metrics     *metrics // see metrics.go
 }
 
 // config is the provisioned, secret-expanded form of the handler's options.
@@ -146,6 +147,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // must survive config reloads (session cache, K1 client, directory).
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.metrics = provisionMetrics(ctx, h.logger)
 	cfg, err := h.buildConfig()
 	if err != nil {
 		return err
