@@ -30,10 +30,10 @@ import (
 
 const (
 	// testTimeout bounds one test: world, browser and every step.
-	testTimeout = 90 * time.Second
+	testTimeout = 120 * time.Second
 	// stepTimeout bounds one step; steps wait on events, so this is only
 	// reached when the page never shows what the step waits for.
-	stepTimeout = 15 * time.Second
+	stepTimeout = 20 * time.Second
 	// proxyHost is the host the browser uses for the proxy. It differs from
 	// k1dev's (127.0.0.1), so the proxy and K1 are different sites to the
 	// browser, as they are in production (cookies, SameSite).
