@@ -66,6 +66,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return h.serveBackchannelLogout(w, r)
 	case "frontchannel-logout":
 		return h.serveFrontchannelLogout(w, r)
+	case "admin":
+		return h.serveAdmin(w, r)
 	}
 	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
 	return nil

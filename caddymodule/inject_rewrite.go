@@ -217,6 +217,9 @@ func lower(c byte) byte {
 // page. It is a function of the request so that it can be rendered
 // differently per tenant (the integration switch renders it disabled).
 func (h *Handler) loginLinkHTML(r *http.Request) string {
+	if !h.loginLinkEnabled(r) {
+		return disabledLoginLinkHTML
+	}
 	return `<a id="k1sso-login-link" href="/.k1sso/login">Log in with KaseyaOne</a>`
 }
 

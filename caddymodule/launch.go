@@ -139,7 +139,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, target, http.StatusFound)
 		return nil
 	}
-	return h.startLogin(w, r, loginRequest{rd: target, tenant: tenant, loginHint: hint})
+	return h.startLogin(w, r, loginRequest{rd: target, tenant: tenant, loginHint: hint, k1Initiated: true})
 }
 
 // serveLauncher sends the browser to K1's app launcher.

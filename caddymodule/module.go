@@ -105,6 +105,12 @@ type Handler struct {
 	// means no leeway. Default: 2m.
 	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
 
+	// The KaseyaOne integration switch of tenants that no admin has switched
+	// yet: `on` (SP-initiated K1 sign-in works until an admin turns it off)
+	// or `off` (every tenant needs an admin to turn it on at /.k1sso/admin
+	// first). Default: `on`.
+	IntegrationDefault string `json:"integration_default,omitempty"`
+
 	// Options of K1-initiated launch, the launcher and page injection.
 	LaunchOptions
 
@@ -169,6 +175,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.shared = val.(*shared)
+	if err := h.provisionIntegration(); err != nil {
+		return err
+	}
 	if err := h.provisionLaunch(ctx); err != nil {
 		return err
 	}

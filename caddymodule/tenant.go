@@ -97,6 +97,11 @@ func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request) error {
 			Message: "The KaseyaOne account " + sess.Email + " has no BMS account in that tenant."})
 		return nil
 	}
+	// The integration switch: the picker follows a login without tenant.
+	if f := h.tenantAllowed(r.Context(), sess, acc.Tenant); f != nil {
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
+		return nil
+	}
 	sess.Tenant = acc.Tenant
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		return err
