@@ -65,9 +65,8 @@ func (h *Handler) wrapInject(w http.ResponseWriter, r *http.Request, e *sessionE
 }
 
 // limitAcceptEncoding keeps only the content codings the injector can
-// decode and encode again (gzip, zstd), so the upstream does not answer a
-// page in one it cannot rewrite (br: no brotli library is in the module's
-// dependencies).
+// decode and encode again (gzip, zstd, br), so the upstream does not answer
+// a page in one it cannot rewrite (deflate, compress, ...).
 func limitAcceptEncoding(hdr http.Header) {
 	vals := hdr.Values("Accept-Encoding")
 	if len(vals) == 0 {
@@ -83,7 +82,7 @@ func limitAcceptEncoding(hdr http.Header) {
 			}
 			coding, _, _ := strings.Cut(part, ";")
 			switch strings.ToLower(strings.TrimSpace(coding)) {
-			case "gzip", "x-gzip", "zstd", "identity":
+			case "gzip", "x-gzip", "zstd", "br", "identity":
 				keep = append(keep, part)
 			default:
 				changed = true
@@ -161,8 +160,8 @@ func (i *injector) applies(status int) (string, bool) {
 		return "", true
 	case "gzip", "x-gzip":
 		return "gzip", true
-	case "zstd":
-		return "zstd", true
+	case "zstd", "br":
+		return coding, true
 	}
 	return "", false
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"io"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -20,6 +21,10 @@ type encoder interface {
 const zstdMaxWindow = 8 << 20
 
 func newEncoder(coding string, w io.Writer) encoder {
+	if coding == "br" {
+		// Quality 4 with a 1 MiB window: fast, and bounded memory.
+		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: 4, LGWin: 20})
+	}
 	if coding == "zstd" {
 		// Options that cannot fail; the error is always nil here.
 		e, _ := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true),
@@ -56,6 +61,10 @@ func startDecoder(coding string, dst io.Writer) *decoder {
 }
 
 func decode(coding string, src io.Reader, dst io.Writer) error {
+	if coding == "br" {
+		_, err := io.Copy(dst, brotli.NewReader(src))
+		return err
+	}
 	if coding == "zstd" {
 		zd, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxWindow(zstdMaxWindow))

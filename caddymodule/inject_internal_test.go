@@ -123,8 +123,9 @@ func TestCSPAllowStyleNonce(t *testing.T) {
 
 func TestLimitAcceptEncoding(t *testing.T) {
 	for _, tt := range []struct{ in, want string }{
-		{"gzip, deflate, br, zstd", "gzip, zstd"},
-		{"br", ""},
+		{"gzip, deflate, br, zstd", "gzip, br, zstd"},
+		{"br", "br"},
+		{"deflate", ""},
 		{"gzip;q=1.0, *;q=0.5", "gzip;q=1.0"},
 		{"zstd", "zstd"},
 		{"", ""},

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/andybalholm/brotli"
 	"github.com/chromedp/chromedp"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -137,7 +138,11 @@ func encode(t *testing.T, enc string, b []byte) []byte {
 		zw.Write(b)
 		zw.Close()
 	case "br":
-		return append([]byte("\x1b\x00not-really-brotli"), b...)
+		bw := brotli.NewWriter(&out)
+		bw.Write(b)
+		bw.Close()
+	case "deflate":
+		return append([]byte("\x1b\x00not-really-deflate"), b...)
 	}
 	return out.Bytes()
 }
@@ -161,6 +166,8 @@ func decode(t *testing.T, enc string, b []byte) []byte {
 		}
 		defer zr.Close()
 		r = zr
+	case "br":
+		r = brotli.NewReader(bytes.NewReader(b))
 	}
 	out, err := io.ReadAll(r)
 	if err != nil {
@@ -229,9 +236,9 @@ func injectWorld(t *testing.T, options ...string) (*world, *httptest.Server) {
 func TestInjectLoginLink(t *testing.T) {
 	w, _ := injectWorld(t)
 	var first string
-	for _, enc := range []string{"", "gzip", "zstd"} {
+	for _, enc := range []string{"", "gzip", "zstd", "br"} {
 		what := "login page " + enc
-		r := fetchRaw(t, nil, "GET", w.px.URL+"/login?enc="+enc, "Accept-Encoding", "gzip, zstd")
+		r := fetchRaw(t, nil, "GET", w.px.URL+"/login?enc="+enc, "Accept-Encoding", "gzip, zstd, br")
 		if r.status != 200 || r.header.Get("Content-Encoding") != enc {
 			t.Fatalf("%s: %d, Content-Encoding %q", what, r.status, r.header.Get("Content-Encoding"))
 		}
@@ -264,9 +271,9 @@ func TestInjectLoginLink(t *testing.T) {
 func TestInjectLauncher(t *testing.T) {
 	w, _ := injectWorld(t)
 	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/plain")
-	for _, enc := range []string{"", "gzip", "zstd"} {
+	for _, enc := range []string{"", "gzip", "zstd", "br"} {
 		what := "dashboard " + enc
-		r := fetchRaw(t, c.Jar, "GET", w.px.URL+"/dashboard?enc="+enc, "Accept-Encoding", "zstd, gzip")
+		r := fetchRaw(t, c.Jar, "GET", w.px.URL+"/dashboard?enc="+enc, "Accept-Encoding", "zstd, gzip, br")
 		if r.status != 200 || r.header.Get("Content-Encoding") != enc {
 			t.Fatalf("%s: %d, Content-Encoding %q", what, r.status, r.header.Get("Content-Encoding"))
 		}
@@ -280,7 +287,7 @@ func TestInjectLauncher(t *testing.T) {
 
 		// No #user-name: fixed top right, before </body>.
 		what = "plain page " + enc
-		r = fetchRaw(t, c.Jar, "GET", w.px.URL+"/plain?enc="+enc, "Accept-Encoding", "zstd, gzip")
+		r = fetchRaw(t, c.Jar, "GET", w.px.URL+"/plain?enc="+enc, "Accept-Encoding", "zstd, gzip, br")
 		checkLength(t, what, r)
 		snip = injected(t, what, decode(t, enc, r.body), plainPage, strings.Index(plainPage, "</body>"))
 		if !strings.Contains(snip, launcherTag) || !strings.Contains(snip, `class="k1sso-fixed"`) {
@@ -365,7 +372,7 @@ func TestInjectLeavesOtherResponsesUntouched(t *testing.T) {
 		{"HEAD", "HEAD", "/dashboard", nil, 200},
 		{"304", "GET", "/dashboard", []string{"If-None-Match", `"v1"`}, 304},
 		{"206", "GET", "/dashboard", []string{"Range", "bytes=0-99"}, 206},
-		{"br", "GET", "/dashboard?enc=br", []string{"Accept-Encoding", "br"}, 200},
+		{"deflate", "GET", "/dashboard?enc=deflate", []string{"Accept-Encoding", "deflate"}, 200},
 		{"login HEAD", "HEAD", "/login", nil, 200},
 		{"404 page", "GET", "/missing", nil, 404},
 	} {
@@ -389,9 +396,9 @@ func TestInjectLeavesOtherResponsesUntouched(t *testing.T) {
 func TestInjectAcceptEncoding(t *testing.T) {
 	w, _ := injectWorld(t)
 	// A page that may be rewritten: only codings the proxy can re-encode.
-	r := fetchRaw(t, nil, "GET", w.px.URL+"/login", "Accept-Encoding", "br, gzip, zstd")
-	if got := r.header.Get("X-Seen-Accept-Encoding"); got != "gzip, zstd" {
-		t.Errorf("login page: upstream saw Accept-Encoding %q, want %q", got, "gzip, zstd")
+	r := fetchRaw(t, nil, "GET", w.px.URL+"/login", "Accept-Encoding", "br, deflate, gzip, zstd")
+	if got := r.header.Get("X-Seen-Accept-Encoding"); got != "br, gzip, zstd" {
+		t.Errorf("login page: upstream saw Accept-Encoding %q, want %q", got, "br, gzip, zstd")
 	}
 	// Anything else: as the client sent it.
 	r = fetchRaw(t, nil, "GET", w.px.URL+"/data.json", "Accept-Encoding", "br, gzip")
