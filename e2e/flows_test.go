@@ -250,6 +250,20 @@ func TestGlobalLogout(t *testing.T) {
 	w.step("dashboard-again", w.dashboardOf("bob", "acme", "bob@acme.example")...)
 }
 
+// TestLogoutAtK1 is the other half of flow 5: a logout at K1 (its
+// back- and front-channel logout) ends the proxy session, so BMS no longer
+// receives the identity and shows its login page.
+func TestLogoutAtK1(t *testing.T) {
+	w := newWorld(t)
+	w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
+	w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
+	w.step("k1-home", open(w.k1URL+"/"), visible("#overview-card"), visible("#logout"))
+	w.step("k1-logout", click("#logout"), visible("#login-again"), expectLocation(w.k1URL, "/logged-out"))
+	w.step("bms-session-ended", open(w.proxy+"/dashboard"), visible(bmsLoginForm+", #identity-headers"),
+		expectLocation(w.proxy, "/login"),
+		expectStatus("/.k1sso/whoami", 401))
+}
+
 // k1Direct logs in at K1 itself (its home page) and waits for the
 // overview.
 func (w *world) k1Direct(user, company, password string) {
@@ -295,6 +309,6 @@ func TestLandingPage(t *testing.T) {
 			return nil
 		}))
 	w.step("launch", click("#my-modules"), click("#module-BMS"), click(`#tenants a.tenant[data-tenant="acme"]`),
-		visible("#tickets"))
-	w.step("tickets", expectLocation(w.proxy, "/tickets"), expectText("#user-name", "alice"))
+		visible("#tickets, #identity-headers"))
+	w.step("tickets", expectLocation(w.proxy, "/tickets"), visible("#tickets"), expectText("#user-name", "alice"))
 }

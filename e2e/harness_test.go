@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -466,7 +467,7 @@ func (w *world) step(name string, actions ...chromedp.Action[chromedp.Void]) {
 		where = "\n  page: " + loc
 	}
 	if text, terr := chromedp.Run(sctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`)); terr == nil {
-		text = strings.Join(strings.Fields(text), " ")
+		text = jwtLike.ReplaceAllString(strings.Join(strings.Fields(text), " "), "[token]")
 		if len(text) > 300 {
 			text = text[:300] + "…"
 		}
@@ -483,6 +484,10 @@ func (w *world) step(name string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 	t.Fatalf("step %q failed: %v\n  screenshot: %s%s", name, err, shot, where)
 }
+
+// jwtLike matches what looks like a JWT (or the start of one) in page text,
+// so no token reaches the test output.
+var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_\-.]*…?`)
 
 // screenshot saves the visible page as a PNG.
 func (w *world) screenshot(path string) error {
