@@ -7,6 +7,8 @@ FUZZTIME ?= 30s
 
 .PHONY: all demo test deps vet build bench fuzz clean
 
+include xcaddy.Makefile
+
 all: build
 
 ## demo: k1dev (127.0.0.1:9000), the demo BMS (127.0.0.1:8081) and Caddy (:8080)
