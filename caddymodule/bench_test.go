@@ -52,7 +52,9 @@ func benchHandler(b *testing.B) *Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, logger: zap.NewNop()}
+	revs := newRevocationSet()
+	revs.synced(time.Now())
+	s := &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, revocations: revs, logger: zap.NewNop()}
 	return &Handler{cfg: cfg, shared: s, externalStr: "https://bms.example", logger: zap.NewNop()}
 }
 

@@ -56,7 +56,7 @@ var (
 	loginPar = flag.Int("login-workers", 8, "concurrent logins")
 	only     = flag.String("only", "abcd", "setups of the main rounds")
 	profile  = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
-	memLimit = flag.String("scale-gomemlimit", "140MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
+	memLimit = flag.String("scale-gomemlimit", "120MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
 	baseline = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
 )
 
@@ -429,6 +429,21 @@ func printMain(setups map[string]*setup, order []string) {
 		d := time.Duration(p99("b") - p99("a"))
 		fmt.Printf("p99 b − a: %s (target ≤ 0.2 ms: %s)\n", ms(float64(d)), verdict(d <= 200*time.Microsecond))
 	}
+	cpu := func(k string) float64 {
+		if setups[k] == nil || len(setups[k].results) == 0 {
+			return 0
+		}
+		return median(setups[k].results, func(x sample) float64 { return x.CPUPer10k })
+	}
+	if cpu("b") > 0 {
+		var parts []string
+		for _, k := range []string{"a", "B", "c", "d"} {
+			if cpu(k) > 0 {
+				parts = append(parts, fmt.Sprintf("%s/b %.2f", k, cpu(k)/cpu("b")))
+			}
+		}
+		fmt.Printf("proxy CPU per request, against (b): %s (less noisy than req/s on a busy machine)\n", strings.Join(parts, ", "))
+	}
 	if rps("B") > 0 && rps("b") > 0 {
 		fmt.Printf("b/B throughput (this build against the baseline build): %.2f\n", rps("b")/rps("B"))
 	}
@@ -454,13 +469,14 @@ func wideRun(setups map[string]*setup, measure measureFunc, opts func(*setup, in
 		}
 	}
 	fmt.Printf("## %d connections (3 interleaved rounds, medians)\n\n", *wide)
-	fmt.Println("| setup | req/s | p50 | p99 |")
-	fmt.Println("|---|---:|---:|---:|")
+	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req |")
+	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, k := range []string{"a", "b"} {
-		fmt.Printf("| (%s) %s | %.0f | %s | %s |\n", k, setups[k].name,
+		fmt.Printf("| (%s) %s | %.0f | %s | %s | %.3f |\n", k, setups[k].name,
 			median(res[k], func(x sample) float64 { return x.RPS }),
 			ms(median(res[k], func(x sample) float64 { return float64(x.P50) })),
-			ms(median(res[k], func(x sample) float64 { return float64(x.P99) })))
+			ms(median(res[k], func(x sample) float64 { return float64(x.P99) })),
+			median(res[k], func(x sample) float64 { return x.CPUPer10k }))
 	}
 	a := median(res["a"], func(x sample) float64 { return x.RPS })
 	b := median(res["b"], func(x sample) float64 { return x.RPS })
