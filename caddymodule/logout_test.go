@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"html"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -224,5 +225,42 @@ func TestLogoutEndpoint(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), w.k1.URL+"/end_session?") {
 		t.Fatalf("logout GET with token: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestBMSLogoutAnswerKeepsItsCookies(t *testing.T) {
+	// A BMS whose logout ends its session with a cookie of its own.
+	reached := make(chan string, 4)
+	bmsSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/logout" {
+			reached <- r.Header.Get("X-BMS-User")
+			http.SetCookie(w, &http.Cookie{Name: "BMSFLASH", Value: "logged-out", Path: "/"})
+			http.Redirect(w, r, "/login", http.StatusFound)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(bmsSrv.Close)
+	w := &world{k1: k1devtest.Start(t, nil)}
+	w.s = testenv.Site{K1: w.k1.URL, Upstream: bmsSrv.URL, Users: testenv.DemoUsers(t), Options: []string{"logout_path /logout", "upstream_cookies BMSSESSION"}}
+	w.px = testenv.StartCaddy(t, w.s)
+	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
+
+	resp := get(t, testenv.NoRedirect(c.Jar), w.px.URL+"/logout")
+	resp.Body.Close()
+	select {
+	case u := <-reached:
+		if u != "bob" {
+			t.Errorf("BMS's logout saw X-BMS-User %q", u)
+		}
+	default:
+		t.Fatal("the logout never reached BMS")
+	}
+	var flash bool
+	for _, ck := range resp.Cookies() {
+		flash = flash || ck.Name == "BMSFLASH" && ck.Value == "logged-out"
+	}
+	if !flash || !expired(resp, "k1sso") || !expired(resp, "BMSSESSION") || !strings.HasPrefix(resp.Header.Get("Location"), w.k1.URL+"/end_session?") {
+		t.Fatalf("logout answer: %d %q %v", resp.StatusCode, resp.Header.Get("Location"), resp.Header["Set-Cookie"])
 	}
 }

@@ -191,11 +191,21 @@ func TestBackchannelLogoutTokenChecks(t *testing.T) {
 			t.Errorf("%s: %d %v (Cache-Control %q), want 400 invalid_request", tc.name, status, body, hdr.Get("Cache-Control"))
 		}
 	}
+	// An OP without end_session_endpoint: logout goes straight to the
+	// login page.
+	resp, err := testenv.NoRedirect(nil).Get(px.URL + "/.k1sso/logout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/login" {
+		t.Errorf("logout without end_session_endpoint: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	// No token, and GET.
 	if status, _, body := postLogout(t, px.URL, ""); status != http.StatusBadRequest || body["error"] != "invalid_request" {
 		t.Errorf("no logout_token: %d %v", status, body)
 	}
-	resp, err := http.Get(px.URL + "/.k1sso/backchannel-logout")
+	resp, err = http.Get(px.URL + "/.k1sso/backchannel-logout")
 	if err != nil {
 		t.Fatal(err)
 	}
