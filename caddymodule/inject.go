@@ -285,6 +285,9 @@ func (i *injector) close() error {
 	if e := i.rw.close(); err == nil {
 		err = e
 	}
+	if i.rw.state == stDone {
+		i.h.metrics.injectedPage(injectKindLabel(i.kind))
+	}
 	if i.enc != nil {
 		if e := i.enc.Close(); err == nil {
 			err = e

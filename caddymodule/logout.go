@@ -227,6 +227,11 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 	h.shared.clearSession(w, r, secure)
 	h.expireUpstreamCookies(w, r, false)
 	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), zap.String("k1_sid", sess.SID))
+	if via == "bms_logout" {
+		h.metrics.logout(logoutBMS)
+	} else {
+		h.metrics.logout(logoutK1)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	status := http.StatusFound
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -327,6 +332,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	}
 	h.revokeK1(ctx, lt.SessionID, lt.Subject)
 	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), zap.String("k1_sid", lt.SessionID))
+	h.metrics.logout(logoutBackchannel)
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -360,6 +366,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		h.expireUpstreamCookies(w, r, true)
 	}
 	h.logger.Info("front-channel logout", zap.String("k1_sid", sid))
+	h.metrics.logout(logoutFrontchannel)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p>Signed out of BMS.</p>\n"))
 	return nil

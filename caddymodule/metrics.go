@@ -238,3 +238,11 @@ func k1Endpoint(p string) string {
 	}
 	return "other"
 }
+
+// injectKindLabel is the kind label of injected_pages_total.
+func injectKindLabel(k injectKind) string {
+	if k == injectLauncher {
+		return injectedLauncher
+	}
+	return injectedLoginLink
+}

@@ -181,3 +181,20 @@ func TestMetricsDirectoryReloads(t *testing.T) {
 	_ = os.Chtimes(m.s.Users, future, future)
 	m.waitMetric(t, bad+1, "caddy_k1sso_directory_reloads_total", `result="error"`)
 }
+
+func TestMetricsLogoutAndRevocation(t *testing.T) {
+	m := newMetricsWorld(t)
+	logouts := m.scrape(t, "caddy_k1sso_logouts_total", `kind="frontchannel"`)
+	revoked := m.scrape(t, "caddy_k1sso_sessions_revoked_total")
+	resp := get(t, testenv.NoRedirect(nil), m.px.URL+"/.k1sso/frontchannel-logout?iss="+m.k1.URL+"&sid=metrics-test-sid")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("front-channel logout: %d", resp.StatusCode)
+	}
+	if got := m.scrape(t, "caddy_k1sso_logouts_total", `kind="frontchannel"`); got != logouts+1 {
+		t.Errorf(`logouts_total{kind="frontchannel"} = %v, want %v`, got, logouts+1)
+	}
+	if got := m.scrape(t, "caddy_k1sso_sessions_revoked_total"); got != revoked+1 {
+		t.Errorf("sessions_revoked_total = %v, want %v", got, revoked+1)
+	}
+}

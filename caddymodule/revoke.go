@@ -207,6 +207,8 @@ func (r *revoker) load(ctx context.Context) error {
 // revokeSession ends one proxy session everywhere.
 func (h *Handler) revokeSession(ctx context.Context, s *session) {
 	h.shared.revoker.revoke(ctx, revocation{Kind: revokeID, Value: s.ID, Expires: s.Expires})
+	h.logger.Info("revocation", zap.String("kind", revokeID), zap.String("k1_sub", s.Subject), zap.String("k1_sid", s.SID))
+	h.metrics.sessionsRevoked(1)
 }
 
 // revokeK1 ends every proxy session of a K1 session (sid), or of a K1 user
@@ -215,11 +217,14 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
 	now := time.Now()
 	// No session issued before now outlives the session lifetime.
 	exp := now.Add(h.cfg.lifetime + time.Minute).Unix()
+	h.metrics.sessionsRevoked(1)
 	if sid != "" {
 		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: exp})
+		h.logger.Info("revocation", zap.String("kind", revokeSID), zap.String("k1_sid", sid))
 		return
 	}
 	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: now.Unix(), Expires: exp})
+	h.logger.Info("revocation", zap.String("kind", revokeSub), zap.String("k1_sub", sub))
 }
 
 // revoked reports whether a session was ended by a logout (here, at K1 or
