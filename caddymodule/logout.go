@@ -52,7 +52,13 @@ func init() {
 	}
 }
 
-// LogoutOptions configure global logout and the shared store.
+// LogoutOptions configure global logout and the shared store. Caddyfile:
+//
+//	logout_path      <path>
+//	upstream_cookies <name>...
+//	store            caddy | redis <url>
+//
+// How the store behaves when it is down is in docs/store.md.
 type LogoutOptions struct {
 	// BMS's logout URL, a local path such as `/logout`. A request to it
 	// that carries a K1 session is a global logout: it reaches BMS first

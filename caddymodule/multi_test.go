@@ -55,6 +55,7 @@ func twoInstances(t *testing.T, storage string, options ...string) (k1 *k1devtes
 	}
 	a = testenv.StartProcess(t, site())
 	b = testenv.StartProcess(t, site())
+	started := time.Now()
 	c := k1devtest.NewClient()
 	if _, err := k1.Login(c, b.URL+"/.k1sso/login?rd=/x", "bob", "Acme MSP", "bob-pass"); err != nil {
 		t.Fatal(err)
@@ -65,6 +66,13 @@ func twoInstances(t *testing.T, storage string, options ...string) (k1 *k1devtes
 	}
 	if refused(t, a.URL, cookie) || refused(t, b.URL, cookie) {
 		t.Fatal("the fresh session is refused")
+	}
+	// Past the store grace (5 s) a healthy store keeps the instances in
+	// sync (redis: pings on the subscription; caddy: polls), so sessions
+	// still work.
+	time.Sleep(time.Until(started.Add(6 * time.Second)))
+	if refused(t, a.URL, cookie) || refused(t, b.URL, cookie) {
+		t.Fatal("the session is refused after the store grace with a healthy store")
 	}
 	return k1, a, b, cookie
 }
