@@ -149,6 +149,11 @@ func TestGlobalLogoutThroughBMS(t *testing.T) {
 			t.Fatalf("old cookie reached BMS with identity at %s", s.Path)
 		}
 	}
+	resp = withCookie(t, w.px.URL, "/.k1sso/whoami", old)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("whoami with the old cookie: %d, want 401", resp.StatusCode)
+	}
 	// And K1 asks for the password (and then the code) again.
 	resp = get(t, c, w.px.URL+"/.k1sso/login?rd=/x")
 	if k1devtest.FindForm([]byte(body(t, resp)), "password") == nil {
@@ -215,6 +220,16 @@ func TestLogoutEndpoint(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("old cookie after /.k1sso/logout: %d", resp.StatusCode)
+	}
+
+	// Without a proxy session (e.g. a K1 user without a BMS account), the
+	// browser goes to K1 to end its K1 session there.
+	resp = get(t, testenv.NoRedirect(nil), w.px.URL+"/.k1sso/logout")
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || loc == nil || !strings.HasPrefix(loc.String(), w.k1.URL+"/end_session?") ||
+		loc.Query().Get("client_id") != "bms-proxy" || loc.Query().Get("post_logout_redirect_uri") != w.px.URL+"/login" {
+		t.Fatalf("logout without a session: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	// GET with a valid token logs out at once.
