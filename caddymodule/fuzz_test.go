@@ -1,7 +1,12 @@
 package caddymodule
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/gorilla/securecookie"
 )
 
@@ -163,3 +169,55 @@ func FuzzParseUsers(f *testing.F) {
 }
 
 var lineErr = regexp.MustCompile(`^line [0-9]+: `)
+
+// FuzzLogoutToken: a logout token with any claims, signed by K1's key, is
+// accepted by the back-channel verifier only when Back-Channel Logout 1.0
+// §2.6 allows it (our iss and aud, the logout event, sub or sid, no nonce).
+func FuzzLogoutToken(f *testing.F) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		f.Fatal(err)
+	}
+	const iss, client = "https://k1.example", "bms-proxy"
+	ks := &keySet{algs: []jose.SignatureAlgorithm{jose.RS256}, loaded: true, fetched: time.Now().Add(time.Hour),
+		keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}}
+	p := &k1Provider{keys: ks, issuer: iss, clientID: client, algs: []string{"RS256"}}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: priv, KeyID: "k1"}}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Now().Unix()
+	ev := `"events":{"http://schemas.openid.net/event/backchannel-logout":{}}`
+	f.Add(fmt.Sprintf(`{"iss":%q,"aud":%q,"iat":%d,"exp":%d,"jti":"j","sid":"s",%s}`, iss, client, now, now+60, ev))
+	f.Add(fmt.Sprintf(`{"iss":%q,"aud":%q,"iat":%d,"exp":%d,"jti":"j","sub":"u","nonce":"n",%s}`, iss, client, now, now+60, ev))
+	f.Add(fmt.Sprintf(`{"iss":%q,"aud":[%q,"x"],"iat":%d,"exp":%d,"jti":"j","sub":"u","events":{}}`, iss, client, now, now+60))
+	f.Add(`{"iss":1,"aud":null,"events":[]}`)
+	f.Fuzz(func(t *testing.T, claims string) {
+		jws, err := signer.Sign([]byte(claims))
+		if err != nil {
+			return
+		}
+		raw, err := jws.CompactSerialize()
+		if err != nil {
+			return
+		}
+		lt, err := p.verifierWithSkew(defaultClockSkew).VerifyLogout(context.Background(), raw)
+		if err != nil {
+			return
+		}
+		var c map[string]any
+		if json.Unmarshal([]byte(claims), &c) != nil {
+			t.Fatalf("accepted claims that are not a JSON object: %q", claims)
+		}
+		ev, _ := c["events"].(map[string]any)
+		if _, ok := ev["http://schemas.openid.net/event/backchannel-logout"]; !ok {
+			t.Fatalf("accepted a logout token without the logout event: %q", claims)
+		}
+		if _, ok := c["nonce"]; ok {
+			t.Fatalf("accepted a logout token with a nonce: %q", claims)
+		}
+		if lt.Issuer != iss || (lt.Subject == "" && lt.SessionID == "") {
+			t.Fatalf("accepted iss %q sub %q sid %q", lt.Issuer, lt.Subject, lt.SessionID)
+		}
+	})
+}
