@@ -3,7 +3,7 @@
 # k1sso module, installs oauth2-proxy v7.15.6 as a Go tool (cached in bin/)
 # and wrk (apt-get, when missing), then runs bench/cmd/loadbench, which
 # prints the table and the ratios. Everything listens on 127.0.0.1; the run
-# takes about 5 minutes on 2 cores. Arguments go to loadbench, e.g.
+# takes about 6 minutes on 2 cores. Arguments go to loadbench, e.g.
 #   scripts/bench.sh -rounds 7 -duration 10s
 set -euo pipefail
 
