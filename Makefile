@@ -5,7 +5,7 @@ GO       ?= go
 BENCH    ?= .
 FUZZTIME ?= 30s
 
-.PHONY: all demo test deps vet build bench fuzz clean
+.PHONY: all demo test deps vet build bench bench-micro fuzz clean
 
 include xcaddy.Makefile
 
@@ -32,8 +32,12 @@ build:
 	$(GO) build -o bin/caddy ./cmd/caddy
 	$(GO) build -o bin/k1dev ./cmd/k1dev
 
-## bench: the module's benchmarks (BENCH=regexp selects)
+## bench: the load benchmark of BENCHMARKS.md (wrk, oauth2-proxy v7.15.6; about 6 minutes)
 bench:
+	scripts/bench.sh $(BENCHFLAGS)
+
+## bench-micro: the hot-path micro-benchmarks (BENCH=regexp selects)
+bench-micro:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./caddymodule/...
 
 ## fuzz: every Fuzz target for FUZZTIME each (default 30s)

@@ -113,12 +113,7 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Tenants = append(d.Tenants, row)
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+d.Nonce+"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.pageHeaders(w, d.Nonce)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
 		return

@@ -194,12 +194,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodGet, http.MethodHead:
 		token = r.URL.Query().Get("csrf_token")
 		if token == "" {
-			hdr := w.Header()
-			hdr.Set("Content-Type", "text/html; charset=utf-8")
-			hdr.Set("Cache-Control", "no-store")
-			hdr.Set("X-Content-Type-Options", "nosniff")
-			hdr.Set("X-Frame-Options", "DENY")
-			hdr.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+			h.pageHeaders(w, "")
 			w.WriteHeader(http.StatusOK)
 			if r.Method == http.MethodGet {
 				_ = confirmTmpl.Execute(w, map[string]string{"Email": sess.Email, "Action": prefix + "logout", "CSRF": h.csrfToken(sess.ID)})

@@ -40,17 +40,30 @@ type tenantOption struct {
 // Content-Security-Policy: they run no script and load nothing.
 func (h *Handler) page(w http.ResponseWriter, r *http.Request, status int, d pageData) {
 	d.Nonce = randomID(16)
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+d.Nonce+"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.pageHeaders(w, d.Nonce)
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return
 	}
 	_ = pageTmpl.Execute(w, d)
+}
+
+// pageHeaders sets the headers of every k1sso HTML page: never cached, never
+// framed, and a CSP that runs no script and loads nothing but the style
+// with the given nonce. form-action must allow K1's origin too: browsers
+// apply it to the redirect that follows a form POST (admin switch, logout).
+func (h *Handler) pageHeaders(w http.ResponseWriter, styleNonce string) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	style := ""
+	if styleNonce != "" {
+		style = "; style-src 'nonce-" + styleNonce + "'"
+	}
+	hdr.Set("Content-Security-Policy", "default-src 'none'"+style+"; form-action 'self' "+h.cfg.issuerOrigin()+
+		"; frame-ancestors 'none'; base-uri 'none'")
 }
 
 // writeJSON writes a JSON answer that is never cached.
