@@ -130,14 +130,12 @@ func writeChunked(w http.ResponseWriter, r *http.Request, name, value string, se
 	return nil
 }
 
-// expireChunked drops a chunked cookie and all its chunks the request had.
-func expireChunked(w http.ResponseWriter, r *http.Request, name string, secure bool) {
+// expireChunked drops a chunked cookie and every chunk it may have had
+// (the request's own cookies may already be stripped for the upstream).
+func expireChunked(w http.ResponseWriter, name string, secure bool) {
 	expireCookie(w, name, secure)
 	for i := 1; i < maxSessionChunks; i++ {
-		cn := name + "-" + strconv.Itoa(i)
-		if _, err := r.Cookie(cn); err == nil {
-			expireCookie(w, cn, secure)
-		}
+		expireCookie(w, name+"-"+strconv.Itoa(i), secure)
 	}
 }
 
@@ -188,4 +186,48 @@ func cookieValue(r *http.Request, name string) string {
 		}
 	}
 	return ""
+}
+
+// isOwnCookie reports whether a cookie is one of k1sso's: the session and
+// its chunks, pending logins, the admin form cookie.
+func isOwnCookie(name string) bool {
+	name = strings.TrimPrefix(name, "__Host-")
+	return name == sessionCookie || strings.HasPrefix(name, sessionCookie+"-")
+}
+
+// dropCookies removes from the request's Cookie header the cookies k1sso
+// owns and those extra reports, so the upstream never sees k1sso's session
+// or login tokens. Cookie lines that need no change are not rewritten.
+func dropCookies(r *http.Request, extra func(name string) bool) {
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	kept := lines[:0]
+	for _, line := range lines {
+		if extra == nil && !strings.Contains(line, sessionCookie) {
+			kept = append(kept, line)
+			continue
+		}
+		var b strings.Builder
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
+			if part == "" || isOwnCookie(name) || (extra != nil && extra(name)) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
+		}
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
 }

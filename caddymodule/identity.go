@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,11 +37,11 @@ type derived struct {
 // is gone from the directory (the session then carries no identity).
 func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *derived {
 	gen := h.shared.dir.generation()
-	iss := h.issuerOf(r)
 	d := e.derived.Load()
-	if d != nil && d.gen == gen && now.Unix() < d.refreshAt && d.issuer == iss {
+	if d != nil && d.gen == gen && now.Unix() < d.refreshAt && h.isIssuer(r, d.issuer) {
 		return d
 	}
+	iss := h.issuerOf(r)
 	acc := h.shared.dir.account(e.s.Email, e.s.Tenant)
 	if acc == nil {
 		return nil
@@ -61,6 +62,19 @@ func (h *Handler) issuerOf(r *http.Request) string {
 		return h.externalStr
 	}
 	return h.base(r).String()
+}
+
+// isIssuer reports whether iss is the assertion issuer for this request,
+// without building the URL string on every request.
+func (h *Handler) isIssuer(r *http.Request, iss string) bool {
+	if h.externalStr != "" {
+		return iss == h.externalStr
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	return len(iss) == len(scheme)+len(r.Host) && strings.HasPrefix(iss, scheme) && strings.HasSuffix(iss, r.Host)
 }
 
 // setIdentity sets the identity headers and the http.auth.user.*

@@ -306,7 +306,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 	}
 	secure := h.secure(r)
 	refuse := func(reason, title, msg string) error {
-		h.shared.clearSession(w, r, secure)
+		h.shared.clearSession(w, secure)
 		h.logger.Info("integration change refused", zap.String("reason", reason), zap.String("tenant", st.Tenant),
 			zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
 		h.page(w, r, http.StatusForbidden, pageData{Title: title, Message: msg,
@@ -341,7 +341,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 	}
 	if err := h.saveIntegration(r.Context(), tenant, next); err != nil {
 		h.logger.Error("storing the integration switch", zap.String("tenant", tenant), zap.Error(err))
-		h.shared.clearSession(w, r, secure)
+		h.shared.clearSession(w, secure)
 		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
 			Message: "The change could not be stored. Please try again in a minute.",
 			Links:   []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}})
@@ -350,7 +350,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 	h.logger.Info("integration switched", zap.String("tenant", tenant), zap.Bool("enabled", enable),
 		zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email), zap.String("company", next.Company))
 	if !enable {
-		h.shared.clearSession(w, r, secure)
+		h.shared.clearSession(w, secure)
 	}
 	http.Redirect(w, r, prefix+"admin?done="+url.QueryEscape(tenant), http.StatusFound)
 	return nil

@@ -107,6 +107,9 @@ func TestLoginReachesUpstreamWithIdentity(t *testing.T) {
 			t.Errorf("upstream %s = %q, want %q", k, got, v)
 		}
 	}
+	if ck := seen.Header.Get("Cookie"); strings.Contains(ck, "k1sso") {
+		t.Errorf("upstream got k1sso's cookies: %q", ck)
+	}
 	if _, ok := seen.Header["X-Bms-Roles"]; !ok {
 		t.Error("upstream got no X-BMS-Roles (empty for bob, but present)")
 	}

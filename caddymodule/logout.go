@@ -154,6 +154,7 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 		}
 	}
 	cw := &captureWriter{hdr: http.Header{}}
+	dropCookies(r, nil)
 	if err := next.ServeHTTP(cw, r); err != nil {
 		// BMS unreachable must not keep the user signed in at the proxy
 		// and at K1.
@@ -225,7 +226,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *session, via string) {
 	secure := h.secure(r)
 	h.revokeSession(r.Context(), sess)
-	h.shared.clearSession(w, r, secure)
+	h.shared.clearSession(w, secure)
 	h.expireUpstreamCookies(w, r, false)
 	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), zap.String("k1_sid", sess.SID))
 	if via == "bms_logout" {
@@ -363,7 +364,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	h.revokeK1(r.Context(), sid, "")
 	secure := h.secure(r)
 	if e := h.shared.lookupSession(r, secure, time.Now()); e != nil && e.s.SID == sid {
-		h.shared.clearSession(w, r, secure)
+		h.shared.clearSession(w, secure)
 		h.expireUpstreamCookies(w, r, true)
 	}
 	h.logger.Info("front-channel logout", zap.String("k1_sid", sid))

@@ -3,7 +3,7 @@ package caddymodule
 import (
 	"context"
 	"net/http"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -243,7 +243,7 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 	rs := h.shared.revocations
 	if !rs.matches(&e.s) {
 		if h.isPublic(r) {
-			return next.ServeHTTP(h.wrapInject(w, r, nil), r)
+			return h.nextInjected(w, r, next, nil)
 		}
 		w.Header().Set("Retry-After", "5")
 		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
@@ -258,13 +258,13 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		return nil
 	}
 	secure := h.secure(r)
-	h.shared.clearSession(w, r, secure)
+	h.shared.clearSession(w, secure)
 	h.expireUpstreamCookies(w, r, true)
 	if h.isPublic(r) {
 		// The login page itself: forward it without identity and without
 		// the cookies just cleared, so BMS shows its login form.
-		dropCookies(r, append([]string{cookieName(sessionCookie, secure)}, h.UpstreamCookies...))
-		return next.ServeHTTP(h.wrapInject(w, r, nil), r)
+		dropCookies(r, func(name string) bool { return slices.Contains(h.UpstreamCookies, name) })
+		return h.nextInjected(w, r, next, nil)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
@@ -290,24 +290,3 @@ func (h *Handler) expireUpstreamCookies(w http.ResponseWriter, r *http.Request, 
 	}
 }
 
-// dropCookies removes the named cookies from the request's Cookie header.
-func dropCookies(r *http.Request, names []string) {
-	drop := func(n string) bool {
-		for _, d := range names {
-			if n == d || strings.HasPrefix(n, d+"-") {
-				return true
-			}
-		}
-		return false
-	}
-	var keep []string
-	for _, c := range r.Cookies() {
-		if !drop(c.Name) {
-			keep = append(keep, c.Name+"="+c.Value)
-		}
-	}
-	r.Header.Del("Cookie")
-	if len(keep) > 0 {
-		r.Header.Set("Cookie", strings.Join(keep, "; "))
-	}
-}

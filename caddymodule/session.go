@@ -53,8 +53,8 @@ func (s *shared) writeSession(w http.ResponseWriter, r *http.Request, sess *sess
 }
 
 // clearSession drops the session cookie and its chunks.
-func (s *shared) clearSession(w http.ResponseWriter, r *http.Request, secure bool) {
-	expireChunked(w, r, cookieName(sessionCookie, secure), secure)
+func (s *shared) clearSession(w http.ResponseWriter, secure bool) {
+	expireChunked(w, cookieName(sessionCookie, secure), secure)
 }
 
 // cacheSeeds key the hashes that find a cookie in the session cache; they
