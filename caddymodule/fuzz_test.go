@@ -23,15 +23,21 @@ import (
 // old value when the test ends.
 
 // SetJWKSMinRefetch shortens the JWKS refetch interval.
-func SetJWKSMinRefetch(tb testing.TB, d time.Duration) { setVar(tb, &jwksMinRefetch, d) }
+func SetJWKSMinRefetch(tb testing.TB, d time.Duration) { setTunable(tb, jwksMinRefetch, d) }
 
 // SetK1Timeout shortens the timeout of calls to K1.
 func SetK1Timeout(tb testing.TB, d time.Duration) { setVar(tb, &k1Timeout, d) }
 
 // SetDiscoveryBackoff shortens the discovery retry backoff.
 func SetDiscoveryBackoff(tb testing.TB, lo, hi time.Duration) {
-	setVar(tb, &minBackoff, lo)
-	setVar(tb, &maxBackoff, hi)
+	setTunable(tb, minBackoff, lo)
+	setTunable(tb, maxBackoff, hi)
+}
+
+func setTunable(tb testing.TB, t *tunable, d time.Duration) {
+	old := t.get()
+	t.set(d)
+	tb.Cleanup(func() { t.set(old) })
 }
 
 func setVar(tb testing.TB, p *time.Duration, d time.Duration) {

@@ -20,8 +20,8 @@ var k1Timeout = 10 * time.Second
 // next one twice as long, up to maxBackoff. Variables so tests can shorten
 // them.
 var (
-	minBackoff = time.Second
-	maxBackoff = time.Minute
+	minBackoff = newTunable(time.Second)
+	maxBackoff = newTunable(time.Minute)
 )
 
 // errK1Unavailable means K1's discovery could not be fetched (yet).
@@ -92,7 +92,7 @@ func (k *k1Client) warm(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(max(wait, minBackoff)):
+		case <-time.After(max(wait, minBackoff.get())):
 		}
 	}
 }
@@ -134,7 +134,7 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 	k.mu.Lock()
 	k.inflight = nil
 	if err != nil {
-		k.backoff = min(max(k.backoff*2, minBackoff), maxBackoff)
+		k.backoff = min(max(k.backoff*2, minBackoff.get()), maxBackoff.get())
 		k.nextTry = time.Now().Add(k.backoff)
 		k.logger.Warn("KaseyaOne discovery failed; will retry",
 			zap.String("issuer", k.issuer), zap.Duration("retry_in", k.backoff), zap.Error(err))

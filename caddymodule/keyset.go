@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -17,7 +18,20 @@ import (
 // ID token with an unknown kid makes the key set refetch (K1 rotated its
 // key), but a flood of tokens with made-up kids must not turn the proxy into
 // an amplifier against K1. Tests shorten it.
-var jwksMinRefetch = 10 * time.Second
+var jwksMinRefetch = newTunable(10 * time.Second)
+
+// tunable is a duration that tests change while goroutines of earlier
+// tests (pooled state being torn down) may still read it.
+type tunable struct{ v atomic.Int64 }
+
+func newTunable(d time.Duration) *tunable {
+	t := &tunable{}
+	t.v.Store(int64(d))
+	return t
+}
+
+func (t *tunable) get() time.Duration  { return time.Duration(t.v.Load()) }
+func (t *tunable) set(d time.Duration) { t.v.Store(int64(d)) }
 
 // maxJWKSBytes bounds the JWKS document read from K1.
 const maxJWKSBytes = 1 << 20
@@ -81,7 +95,7 @@ func (ks *keySet) ready(ctx context.Context) error {
 	// Before the first success a retry is allowed every second: a K1 that
 	// comes back is used at once, and a flood still costs K1 one request
 	// a second at most.
-	if !ks.fetched.IsZero() && time.Since(ks.fetched) < min(jwksMinRefetch, time.Second) {
+	if !ks.fetched.IsZero() && time.Since(ks.fetched) < min(jwksMinRefetch.get(), time.Second) {
 		return errJWKSUnavailable
 	}
 	return ks.fetchLocked(ctx)
@@ -93,7 +107,7 @@ func (ks *keySet) key(ctx context.Context, kid string) (*jose.JSONWebKey, error)
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if !ks.loaded || (kid != "" && ks.findLocked(kid) == nil) {
-		if ks.fetched.IsZero() || time.Since(ks.fetched) >= jwksMinRefetch {
+		if ks.fetched.IsZero() || time.Since(ks.fetched) >= jwksMinRefetch.get() {
 			_ = ks.fetchLocked(ctx) // on failure the old keys stay in use
 		}
 	}
