@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"html/template"
 	"net/http"
 	"time"
 
@@ -14,8 +13,6 @@ import (
 // with a CSRF token that starts a K1 sign-in with prompt=login, and is
 // applied by completePurpose (integration.go) only for a fresh sign-in of an
 // admin of that tenant.
-
-var adminTmpl = template.Must(template.ParseFS(pageFS, "pages/admin.html"))
 
 // adminCookie holds a random value the admin form's CSRF token is bound to,
 // so the form works for a browser without a k1sso session. It is signed and
@@ -41,6 +38,7 @@ type adminData struct {
 	CSRF    string
 	Action  string
 	Nonce   string
+	Wide    bool
 }
 
 type adminRow struct {
@@ -61,9 +59,7 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	case http.MethodPost:
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
-		return nil
+		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
 	back := []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
@@ -94,7 +90,7 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 // adminPage renders the switches with their current state, read from the
 // store (not the cache): an admin expects to see the latest change.
 func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request) {
-	d := adminData{Title: "KaseyaOne integration", Action: prefix + "admin", Nonce: randomID(16)}
+	d := adminData{Title: "KaseyaOne integration", Action: prefix + "admin", Nonce: randomID(16), Wide: true}
 	d.CSRF = h.adminCSRF(w, r)
 	done := r.URL.Query().Get("done")
 	for _, t := range h.shared.dir.tenants() {

@@ -97,9 +97,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 		}
 		params = r.PostForm
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
-		return nil
+		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
 	if iss := params.Get("iss"); iss == "" || strings.TrimRight(iss, "/") != h.cfg.issuer {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
@@ -145,9 +143,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 // serveLauncher sends the browser to K1's app launcher.
 func (h *Handler) serveLauncher(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
-		return nil
+		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
 	http.Redirect(w, r, h.launcherURL, http.StatusFound)
 	return nil

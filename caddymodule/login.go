@@ -48,9 +48,7 @@ type loginRequest struct {
 // serveLogin starts an SP-initiated login: GET /.k1sso/login?rd=&tenant=.
 func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
-		return nil
+		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
 	q := r.URL.Query()
 	lr := loginRequest{rd: h.redirectTarget(q.Get("rd")), tenant: q.Get("tenant"), loginHint: q.Get("login_hint")}

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"context"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -167,16 +166,6 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 	return true, nil
 }
 
-var confirmTmpl = template.Must(template.New("confirm").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
-<title>Sign out · KaseyaOne sign-in</title></head>
-<body><main>
-<h1 id="k1sso-title">Sign out?</h1>
-<p id="k1sso-message">You are signed in as {{.Email}}. Signing out ends your BMS session and your KaseyaOne session.</p>
-<form method="post" action="{{.Action}}"><input type="hidden" name="csrf_token" value="{{.CSRF}}"><button type="submit">Sign out</button></form>
-</main></body></html>
-`))
-
 // serveLogout is /.k1sso/logout: global logout without BMS. GET shows a
 // confirmation form (or logs out at once with a valid csrf_token), POST
 // with the form's CSRF token logs out. Without a proxy session the browser
@@ -195,11 +184,9 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodGet, http.MethodHead:
 		token = r.URL.Query().Get("csrf_token")
 		if token == "" {
-			h.pageHeaders(w, "")
-			w.WriteHeader(http.StatusOK)
-			if r.Method == http.MethodGet {
-				_ = confirmTmpl.Execute(w, map[string]string{"Email": sess.Email, "Action": prefix + "logout", "CSRF": h.csrfToken(sess.ID)})
-			}
+			h.page(w, r, http.StatusOK, pageData{Title: "Sign out?",
+				Message: "You are signed in as " + sess.Email + ". Signing out ends your BMS session and your KaseyaOne session.",
+				Confirm: &pageForm{Action: prefix + "logout", CSRF: h.csrfToken(sess.ID), Button: "Sign out"}})
 			return nil
 		}
 	case http.MethodPost:
@@ -208,9 +195,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 			token = r.PostForm.Get("csrf_token")
 		}
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
-		return nil
+		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
 	if !h.validCSRF(sess.ID, token) {
 		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This sign-out form is no longer valid. Go back and try again.",

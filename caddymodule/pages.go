@@ -10,7 +10,12 @@ import (
 //go:embed pages/*.html
 var pageFS embed.FS
 
-var pageTmpl = template.Must(template.ParseFS(pageFS, "pages/page.html"))
+// Every page is pages/layout.html around its own body and styles; the
+// page file comes first so that it is the template Execute runs.
+var (
+	pageTmpl  = template.Must(template.ParseFS(pageFS, "pages/page.html", "pages/layout.html"))
+	adminTmpl = template.Must(template.ParseFS(pageFS, "pages/admin.html", "pages/layout.html"))
+)
 
 // pageData fills pages/page.html. Every field is escaped by html/template.
 type pageData struct {
@@ -24,6 +29,14 @@ type pageData struct {
 	CSRF    string
 	RD      string
 	Nonce   string
+	// Confirm is a one-button POST form (e.g. "Sign out").
+	Confirm *pageForm
+	Wide    bool
+}
+
+// pageForm is a one-button POST form with a CSRF token.
+type pageForm struct {
+	Action, CSRF, Button string
 }
 
 type pageLink struct {
@@ -64,6 +77,13 @@ func (h *Handler) pageHeaders(w http.ResponseWriter, styleNonce string) {
 	}
 	hdr.Set("Content-Security-Policy", "default-src 'none'"+style+"; form-action 'self' "+h.cfg.issuerOrigin()+
 		"; frame-ancestors 'none'; base-uri 'none'")
+}
+
+// methodNotAllowed answers a method an endpoint does not serve.
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) error {
+	w.Header().Set("Allow", allow)
+	h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
+	return nil
 }
 
 // writeJSON writes a JSON answer that is never cached.

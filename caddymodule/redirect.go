@@ -7,13 +7,16 @@ import (
 	"strings"
 )
 
+// maxTarget bounds the length of a redirect target.
+const maxTarget = 2048
+
 // localTarget turns raw into a safe same-origin redirect target (path and
 // query), or reports false. It refuses anything a browser could read as
 // another origin: scheme or host, "//x" and "/\x" (and their encoded
 // forms), userinfo, backslashes and control characters. Dot segments are
 // resolved first, so "/..//evil" cannot become "//evil".
 func localTarget(raw string) (string, bool) {
-	if raw == "" || raw[0] != '/' || len(raw) > 2048 {
+	if raw == "" || raw[0] != '/' || len(raw) > maxTarget {
 		return "", false
 	}
 	if len(raw) > 1 && (raw[1] == '/' || raw[1] == '\\') {
@@ -37,7 +40,9 @@ func localTarget(raw string) (string, bool) {
 	}
 	out := &url.URL{Path: clean, RawQuery: u.RawQuery}
 	s := out.RequestURI()
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") {
+	// The limit holds for the escaped result too, so a target accepted
+	// once is accepted again as it is (rd round trips through URLs).
+	if len(s) > maxTarget || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") {
 		return "", false
 	}
 	return s, true

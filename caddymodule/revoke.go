@@ -289,4 +289,3 @@ func (h *Handler) expireUpstreamCookies(w http.ResponseWriter, r *http.Request, 
 			HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteLaxMode})
 	}
 }
-

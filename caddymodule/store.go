@@ -192,15 +192,26 @@ func (c *caddyStore) PutIfAbsent(ctx context.Context, key string, value []byte, 
 }
 
 func (c *caddyStore) Revoke(ctx context.Context, rv revocation) error {
-	b, err := json.Marshal(rv)
-	if err != nil {
+	b, ttl, ok, err := rv.record()
+	if !ok {
 		return err
 	}
-	ttl := time.Until(time.Unix(rv.Expires, 0))
+	return c.Put(ctx, path.Join(revokedFolder, rv.name()), b, ttl)
+}
+
+// record is how a revocation is stored: its JSON, kept a second past the
+// session life it ends. ok is false (nothing to store) when it has already
+// expired or cannot be encoded (err).
+func (rv revocation) record() (b []byte, ttl time.Duration, ok bool, err error) {
+	ttl = time.Until(time.Unix(rv.Expires, 0))
 	if ttl <= 0 {
-		return nil
+		return nil, 0, false, nil
 	}
-	return c.Put(ctx, path.Join(revokedFolder, rv.name()), b, ttl+time.Second)
+	b, err = json.Marshal(rv)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return b, ttl + time.Second, true, nil
 }
 
 func (c *caddyStore) Revocations(ctx context.Context) ([]revocation, error) {

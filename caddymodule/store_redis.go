@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -97,17 +96,13 @@ func (s *redisStore) PutIfAbsent(ctx context.Context, key string, value []byte, 
 }
 
 func (s *redisStore) Revoke(ctx context.Context, rv revocation) error {
-	b, err := json.Marshal(rv)
-	if err != nil {
+	b, ttl, ok, err := rv.record()
+	if !ok {
 		return err
-	}
-	ttl := time.Until(time.Unix(rv.Expires, 0))
-	if ttl <= 0 {
-		return nil
 	}
 	// The key first: an instance that (re)subscribes and then lists keys
 	// cannot miss a revocation whose message came before its subscription.
-	if err := s.c.Set(ctx, redisPrefix+"revoked:"+rv.name(), b, ttl+time.Second).Err(); err != nil {
+	if err := s.c.Set(ctx, redisPrefix+"revoked:"+rv.name(), b, ttl).Err(); err != nil {
 		return err
 	}
 	return s.c.Publish(ctx, redisChannel, b).Err()

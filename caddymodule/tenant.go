@@ -75,9 +75,7 @@ func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	case http.MethodPost:
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		h.page(w, r, http.StatusMethodNotAllowed, pageData{Title: "Method not allowed"})
-		return nil
+		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil || !h.validCSRF(sess.ID, r.PostForm.Get("csrf_token")) {
