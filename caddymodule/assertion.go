@@ -88,7 +88,9 @@ func newAssertionSigner(key *ecdsa.PrivateKey) (*assertionSigner, error) {
 	if err != nil {
 		return nil, err
 	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	// 96 bits of the RFC 7638 thumbprint name the key uniquely; the short
+	// kid keeps every assertion (one per cached session) smaller.
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp[:12])
 	sig, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: pub.KeyID}},
 		(&jose.SignerOptions{}).WithType("JWT"),

@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"hash/maphash"
 	"net/http"
 	"sync/atomic"
@@ -62,18 +61,16 @@ func (s *shared) clearSession(w http.ResponseWriter, secure bool) {
 var cacheSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
 // cacheKey is the session cache key of a raw cookie: two 64-bit keyed
-// hashes and the length. It replaced SHA-256, which was half of k1sso's
-// per-request CPU (see BENCHMARKS.md). Collision resistance is not needed:
-// an entry exists only for a cookie that was decrypted and verified, and
-// another cookie can reach it only by hitting its 128-bit key without
-// knowing the seeds or the cookie (whoever knows the cookie already has the
-// session). The cache is therefore never a way around the MAC.
-func cacheKey(raw string) [32]byte {
-	var k [32]byte
-	binary.LittleEndian.PutUint64(k[0:], maphash.String(cacheSeeds[0], raw))
-	binary.LittleEndian.PutUint64(k[8:], maphash.String(cacheSeeds[1], raw))
-	binary.LittleEndian.PutUint64(k[16:], uint64(len(raw)))
-	return k
+// hashes. It replaced SHA-256, which was half of k1sso's per-request CPU
+// (see BENCHMARKS.md). Collision resistance is not needed: an entry exists
+// only for a cookie that was decrypted and verified, and another cookie can
+// reach it only by hitting its 128-bit key without knowing the seeds or the
+// cookie (whoever knows the cookie already has the session). The cache is
+// therefore never a way around the MAC.
+type cacheKey [2]uint64
+
+func keyOf(raw string) cacheKey {
+	return cacheKey{maphash.String(cacheSeeds[0], raw), maphash.String(cacheSeeds[1], raw)}
 }
 
 // lookupSession returns the request's valid session, or nil. A cookie seen
@@ -84,7 +81,7 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	if raw == "" {
 		return nil
 	}
-	key := cacheKey(raw)
+	key := keyOf(raw)
 	if e, ok := s.sessions.Get(key); ok {
 		if now.Unix() >= e.s.Expires {
 			s.sessions.Remove(key)
@@ -96,7 +93,9 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	if !ok {
 		return nil
 	}
-	sess.IDToken = ""
+	// Only what the hot path reads stays in memory; the rest is decoded
+	// again from the cookie where needed (logout, whoami).
+	sess.IDToken, sess.Name, sess.Company = "", "", ""
 	e := &sessionEntry{s: *sess}
 	s.sessions.Add(key, e)
 	return e

@@ -19,7 +19,7 @@ func testShared(t *testing.T, secrets ...string) *shared {
 	for _, s := range secrets {
 		cfg.cookieKeys = append(cfg.cookieKeys, []byte(s))
 	}
-	cache, _ := lru.New[[32]byte, *sessionEntry](16)
+	cache, _ := lru.New[cacheKey, *sessionEntry](16)
 	return &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache}
 }
 

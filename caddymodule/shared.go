@@ -25,7 +25,7 @@ const sessionCacheSize = 100_000
 type shared struct {
 	cfg      *config
 	codecs   *cookieCodecs
-	sessions *lru.Cache[[32]byte, *sessionEntry]
+	sessions *lru.Cache[cacheKey, *sessionEntry]
 	k1       *k1Client
 	dir      *directory
 	store    Store
@@ -45,7 +45,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		return nil, err
 	}
 	codecs := newCookieCodecs(cfg)
-	cache, err := lru.New[[32]byte, *sessionEntry](sessionCacheSize)
+	cache, err := lru.New[cacheKey, *sessionEntry](sessionCacheSize)
 	if err != nil {
 		dir.close()
 		return nil, err
