@@ -41,7 +41,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		require_mfa
 //		session_lifetime <duration>
 //		login_timeout <duration>
+//		clock_skew    <duration>
 //		header        <name> <value>
+//		launcher_url  <url>
+//		inject_login_link on|off
+//		inject_launcher   on|off
+//		logout_path   <path>
+//		upstream_cookies <name>...
+//		store         caddy | redis <url>
+//		integration_default on|off
 //	}
 //
 // Unknown options and repeated single-value options are errors.
