@@ -62,6 +62,14 @@ func TestCaddyfileErrors(t *testing.T) {
 		{minimal + "\theader X-Only\n}", "header takes a name and a value"},
 		{minimal + "\tpublic static\n}", "must be a path pattern"},
 		{"k1sso extra {\n}", "wrong argument count"},
+		{minimal + "\tupstream_cookies BMS;SESSION\n}", `upstream_cookies: "BMS;SESSION" is not a cookie name`},
+		{minimal + "\tupstream_cookies\n}", "upstream_cookies needs at least one cookie name"},
+		{minimal + "\tlogout_path //evil\n}", "logout_path: \"//evil\" must be a local path"},
+		{minimal + "\tstore redis\n}", "store takes `caddy` or `redis <url>`"},
+		{minimal + "\tstore memcached x\n}", "store takes `caddy` or `redis <url>`"},
+		{minimal + "\tinject_launcher maybe\n}", "inject_launcher"},
+		{minimal + "\tintegration_default perhaps\n}", "integration_default"},
+		{minimal + "\tclock_skew 1h\n}", "clock_skew"},
 	} {
 		var h Handler
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))

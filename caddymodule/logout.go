@@ -87,17 +87,10 @@ type LogoutOptions struct {
 	RedisURL string `json:"redis_url,omitempty"`
 }
 
-// validCookieName reports whether s is a cookie name (an RFC 6265 token).
+// validCookieName reports whether s is a cookie name (an RFC 6265 token),
+// as net/http checks it.
 func validCookieName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, c := range s {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", c) {
-			return false
-		}
-	}
-	return true
+	return len(s) <= 128 && (&http.Cookie{Name: s}).Valid() == nil
 }
 
 func (h *Handler) provisionLogout(ctx caddy.Context) error {
