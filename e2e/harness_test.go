@@ -26,6 +26,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/k1sso/k1sso/examples/bms"
+	"github.com/k1sso/k1sso/internal/testenv"
 	"github.com/k1sso/k1sso/k1dev"
 )
 
@@ -57,53 +58,9 @@ var featureOptions = []string{
 }
 
 var (
-	buildDir  string
-	buildOnce sync.Once
-	caddyBin  string
-	buildErr  error
-
 	probeOnce sync.Once
 	probed    map[string]error // option line → why caddy refused it (nil: accepted)
 )
-
-func TestMain(m *testing.M) {
-	var err error
-	buildDir, err = os.MkdirTemp("", "k1sso-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: making a temp dir:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(buildDir)
-	os.Exit(code)
-}
-
-// repoRoot is the module's top folder (tests run in e2e/).
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-// caddyBinary builds ./cmd/caddy once per test binary and returns its path.
-func caddyBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		caddyBin = filepath.Join(buildDir, "caddy")
-		cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building ./cmd/caddy: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return caddyBin
-}
 
 // browserPath finds Chromium; a missing browser fails the test (never a
 // skip), saying how to install it.
@@ -116,17 +73,6 @@ func browserPath(t testing.TB) string {
 	}
 	t.Fatalf("e2e: no Chromium found (tried %s): install it with `scripts/deps.sh` or `apt-get install chromium`", strings.Join(browsers, ", "))
 	return ""
-}
-
-// freePort returns a free TCP port on 127.0.0.1.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // serve runs h on a free 127.0.0.1 port until the test ends and returns its
@@ -228,7 +174,7 @@ func lastLine(out []byte) string {
 func newWorld(t *testing.T, required ...string) *world {
 	t.Helper()
 	chrome := browserPath(t)
-	bin := caddyBinary(t)
+	bin := testenv.CaddyBinary(t)
 
 	probes := probeOptions(t, bin, required)
 	var options []string
@@ -248,7 +194,7 @@ func newWorld(t *testing.T, required ...string) *world {
 
 	// The proxy's port comes first: k1dev registers the client's URIs
 	// (redirect, initiate login, logout) on it when it starts.
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	w := &world{t: t, proxy: fmt.Sprintf("http://%s:%d", proxyHost, port), log: new(bytes.Buffer)}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -272,7 +218,7 @@ func newWorld(t *testing.T, required ...string) *world {
 
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.csv")
-	csv, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "users.csv"))
+	csv, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "examples", "users.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
