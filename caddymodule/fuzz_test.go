@@ -176,6 +176,42 @@ func FuzzParseUsers(f *testing.F) {
 
 var lineErr = regexp.MustCompile(`^line [0-9]+: `)
 
+// FuzzAssertionPayload: whatever the claims hold, the assertion payload is
+// valid JSON and each string decodes to what encoding/json gives for it, so
+// the token rebuilt per request always says what was signed.
+func FuzzAssertionPayload(f *testing.F) {
+	f.Add("k1|bob", "bob@acme.example", "bob", "admin", int64(1800000000))
+	f.Add("q\"\\", "\x00\x1f\x7f", "\xff\xfe", "\u2028\U0001d11e", int64(-1))
+	f.Fuzz(func(t *testing.T, sub, email, user, role string, iat int64) {
+		acc := &account{BMSUser: user, Tenant: role, Roles: []string{role}}
+		got := appendAssertionPayload(nil, "https://bms.example", sub, email, acc, iat, iat+300)
+		var c struct {
+			Sub, Email, BMSUser string
+			Iat, Exp            int64
+			Roles               []string
+		}
+		if err := json.Unmarshal(got, &c); err != nil {
+			t.Fatalf("invalid JSON %q: %v", got, err)
+		}
+		norm := func(s string) string {
+			b, _ := json.Marshal(s)
+			var v string
+			_ = json.Unmarshal(b, &v)
+			return v
+		}
+		if c.Sub != norm(sub) || c.Email != norm(email) || len(c.Roles) != 1 || c.Roles[0] != norm(role) || c.Iat != iat || c.Exp != iat+300 {
+			t.Fatalf("payload %q does not hold the claims", got)
+		}
+		var u struct {
+			BMSUser string `json:"bms_user"`
+		}
+		_ = json.Unmarshal(got, &u)
+		if u.BMSUser != norm(user) {
+			t.Fatalf("bms_user %q, want %q", u.BMSUser, norm(user))
+		}
+	})
+}
+
 // FuzzLogoutToken: a logout token with any claims, signed by K1's key, is
 // accepted by the back-channel verifier only when Back-Channel Logout 1.0
 // §2.6 allows it (our iss and aud, the logout event, sub or sid, no nonce).

@@ -29,8 +29,12 @@ type derived struct {
 	gen       uint64
 	acc       *account
 	issuer    string
-	assertion string
-	refreshAt int64 // unix seconds
+	assertion assertion
+}
+
+// fresh reports whether the assertion is still far enough from its expiry.
+func (d *derived) fresh(now time.Time) bool {
+	return now.Unix() < d.assertion.exp-int64(assertionRefresh/time.Second)
 }
 
 // identity returns the session's current identity, or nil when the account
@@ -38,7 +42,7 @@ type derived struct {
 func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *derived {
 	gen := h.shared.dir.generation()
 	d := e.derived.Load()
-	if d != nil && d.gen == gen && now.Unix() < d.refreshAt && h.isIssuer(r, d.issuer) {
+	if d != nil && d.gen == gen && d.fresh(now) && h.isIssuer(r, d.issuer) {
 		return d
 	}
 	iss := h.issuerOf(r)
@@ -46,22 +50,29 @@ func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *der
 	if acc == nil {
 		return nil
 	}
-	tok, exp, err := h.shared.signer.sign(iss, &e.s, acc, now)
+	as, err := h.shared.signer.sign(iss, e.s.Subject, e.s.Email, acc, now)
 	if err != nil {
 		h.logger.Error("signing the identity assertion", zap.Error(err))
 		return nil
 	}
-	d = &derived{gen: gen, acc: acc, issuer: iss, assertion: tok, refreshAt: exp.Add(-assertionRefresh).Unix()}
+	d = &derived{gen: gen, acc: acc, issuer: iss, assertion: as}
 	e.derived.Store(d)
 	return d
 }
 
-// issuerOf is the iss of assertions: the external URL.
+// issuerOf is the iss of assertions: the external URL. Without one it is
+// the request's origin; the last one is kept so that the sessions of a
+// site share one copy of the string instead of one each.
 func (h *Handler) issuerOf(r *http.Request) string {
 	if h.externalStr != "" {
 		return h.externalStr
 	}
-	return h.base(r).String()
+	iss := h.base(r).String()
+	if last := h.shared.lastIssuer.Load(); last != nil && *last == iss {
+		return *last
+	}
+	h.shared.lastIssuer.Store(&iss)
+	return iss
 }
 
 // isIssuer reports whether iss is the assertion issuer for this request,
@@ -83,7 +94,8 @@ func (h *Handler) setIdentity(r *http.Request, e *sessionEntry, d *derived) {
 	// One backing array for all six values; each header gets its own
 	// one-element, full-capacity slice so an append elsewhere reallocates.
 	v := make([]string, len(identityHeaders))
-	v[0], v[1], v[2], v[3], v[4], v[5] = e.s.Email, e.s.Subject, d.acc.BMSUser, d.acc.Tenant, d.acc.roles, d.assertion
+	v[0], v[1], v[2], v[3], v[4], v[5] = e.s.Email, e.s.Subject, d.acc.BMSUser, d.acc.Tenant, d.acc.roles,
+		h.shared.signer.encode(d.issuer, e.s.Subject, e.s.Email, d.acc, &d.assertion)
 	hdr := r.Header
 	for i, name := range identityHeaders {
 		hdr[name] = v[i : i+1 : i+1]

@@ -136,8 +136,8 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 	secure := h.secure(r)
 	sess := h.shared.fullSession(r, secure)
 	if sess == nil {
-		s := e.s
-		sess = &s
+		c := e.s
+		sess = &session{ID: c.ID, SID: c.SID, Subject: c.Subject, Email: c.Email, Tenant: c.Tenant, Issued: c.Issued, Expires: c.Expires}
 	}
 	// BMS first, as the user, so it ends its own session.
 	if e.s.Tenant != "" {

@@ -72,7 +72,7 @@ func (s *revocationSet) stale(now time.Time) bool {
 }
 
 // matches reports whether a revocation ends the session.
-func (s *revocationSet) matches(sess *session) bool {
+func (s *revocationSet) matches(sess *cachedSession) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if _, ok := s.ids[sess.ID]; ok {

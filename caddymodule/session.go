@@ -27,11 +27,17 @@ type session struct {
 	Expires  int64  `json:"x"`             // unix seconds
 }
 
-// sessionEntry is a decoded session in the cache. The ID token is not kept:
-// it is needed only at logout, when the cookie is decoded again.
+// sessionEntry is a decoded session in the cache.
 type sessionEntry struct {
-	s       session
+	s       cachedSession
 	derived atomic.Pointer[derived]
+}
+
+// cachedSession is the part of a session that requests read. The ID token,
+// name and company are not kept: logout and whoami decode the cookie again.
+type cachedSession struct {
+	ID, SID, Subject, Email, Tenant string
+	Issued, Expires                 int64
 }
 
 // randomID returns n random bytes, base64url-encoded.
@@ -93,10 +99,8 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	if !ok {
 		return nil
 	}
-	// Only what the hot path reads stays in memory; the rest is decoded
-	// again from the cookie where needed (logout, whoami).
-	sess.IDToken, sess.Name, sess.Company = "", "", ""
-	e := &sessionEntry{s: *sess}
+	e := &sessionEntry{s: cachedSession{ID: sess.ID, SID: sess.SID, Subject: sess.Subject,
+		Email: sess.Email, Tenant: sess.Tenant, Issued: sess.Issued, Expires: sess.Expires}}
 	s.sessions.Add(key, e)
 	return e
 }

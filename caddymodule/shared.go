@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -16,9 +17,9 @@ import (
 // used states. Keyed by poolKey, which never contains a raw secret.
 var sharedPool = caddy.NewUsagePool()
 
-// sessionCacheSize bounds the decoded-session cache. An entry is a few
-// hundred bytes (the ID token is not kept), so 100k entries stay well under
-// 100 MB.
+// sessionCacheSize bounds the decoded-session cache. An entry is about
+// 440 bytes of live heap (BenchmarkSessionMemory: no ID token, and the
+// assertion as its signature only), so 100k entries are about 45 MB.
 const sessionCacheSize = 100_000
 
 // shared is the pooled state of one configuration.
@@ -26,9 +27,12 @@ type shared struct {
 	cfg      *config
 	codecs   *cookieCodecs
 	sessions *lru.Cache[cacheKey, *sessionEntry]
-	k1       *k1Client
-	dir      *directory
-	store    Store
+	// lastIssuer is the last assertion issuer built from a request's
+	// origin (no external_url), shared by the sessions that use it.
+	lastIssuer atomic.Pointer[string]
+	k1         *k1Client
+	dir        *directory
+	store      Store
 	// revocations is this instance's copy of every revocation, the only
 	// thing the hot path reads; revoker keeps it in sync with store.
 	revocations *revocationSet

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 FUZZTIME="${FUZZTIME:-20s}"
-targets=(FuzzSessionCookie FuzzCallbackState FuzzLocalTarget FuzzInsideExternal FuzzParseUsers FuzzLogoutToken)
+targets=(FuzzSessionCookie FuzzCallbackState FuzzLocalTarget FuzzInsideExternal FuzzParseUsers FuzzLogoutToken FuzzAssertionPayload)
 for t in "${targets[@]}"; do
 	echo "fuzz: $t for $FUZZTIME"
 	go test -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" ./caddymodule
