@@ -144,7 +144,13 @@ func (i *injector) applies(status int) (string, bool) {
 		return "", false
 	}
 	hdr := i.Header()
-	mt, _, err := mime.ParseMediaType(hdr.Get("Content-Type"))
+	ct := hdr.Get("Content-Type")
+	// Most responses are not HTML; ParseMediaType (a map per call) is
+	// only for those that may be.
+	if t := strings.TrimLeft(ct, " \t"); len(t) < len("text/html") || !strings.EqualFold(t[:len("text/html")], "text/html") {
+		return "", false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "text/html" || hdr.Get("Content-Range") != "" {
 		return "", false
 	}
