@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,21 +44,22 @@ import (
 const upstreamMarker = "k1sso-bench-upstream "
 
 var (
-	caddyBin = flag.String("caddy", "bin/caddy", "Caddy with the k1sso module")
-	o2pBin   = flag.String("oauth2-proxy", "bin/oauth2-proxy", "oauth2-proxy v7.15.6")
-	wrkBin   = flag.String("wrk", "wrk", "wrk")
-	rounds   = flag.Int("rounds", 5, "interleaved rounds of a b c d")
-	dur      = flag.Duration("duration", 5*time.Second, "length of one wrk run")
-	conns    = flag.Int("conns", 32, "wrk connections")
-	threads  = flag.Int("threads", 2, "wrk threads")
-	sessions = flag.Int("sessions", 100_000, "distinct sessions of the scale run (0 skips it)")
-	wide     = flag.Int("wide", 1000, "connections of the wide run (0 skips it)")
-	loginDur = flag.Duration("login-duration", 10*time.Second, "length of the login throughput run (0 skips it)")
-	loginPar = flag.Int("login-workers", 8, "concurrent logins")
-	only     = flag.String("only", "abcd", "setups of the main rounds")
-	profile  = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
-	memLimit = flag.String("scale-gomemlimit", "120MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
-	baseline = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
+	caddyBin  = flag.String("caddy", "bin/caddy", "Caddy with the k1sso module")
+	o2pBin    = flag.String("oauth2-proxy", "bin/oauth2-proxy", "oauth2-proxy v7.15.6")
+	wrkBin    = flag.String("wrk", "wrk", "wrk")
+	rounds    = flag.Int("rounds", 7, "interleaved rounds of a b c d")
+	dur       = flag.Duration("duration", 5*time.Second, "length of one wrk run")
+	conns     = flag.Int("conns", 32, "wrk connections")
+	threads   = flag.Int("threads", 1, "wrk threads (one drives these rates with about a tenth of a core; a second only competes with the servers for the two cores)")
+	sessions  = flag.Int("sessions", 100_000, "distinct sessions of the scale run (0 skips it)")
+	wide      = flag.Int("wide", 1000, "connections of the wide run (0 skips it)")
+	loginDur  = flag.Duration("login-duration", 10*time.Second, "length of the login throughput run (0 skips it)")
+	loginPar  = flag.Int("login-workers", 8, "concurrent logins")
+	only      = flag.String("only", "abcd", "setups of the main rounds")
+	profile   = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
+	memLimit  = flag.String("scale-gomemlimit", "120MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
+	o2pReqLog = flag.Bool("o2p-request-log", false, "run oauth2-proxy with its per-request log on (its default) instead of off")
+	baseline  = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
 )
 
 func main() {
@@ -212,8 +214,9 @@ func run() error {
 			"--email-domain=*", "--skip-provider-button=true",
 			"--code-challenge-method=S256",
 			"--insecure-oidc-allow-unverified-email=true",
-			// No per-request access log: Caddy's default has none either.
-			"--request-logging=false",
+			// No per-request access log by default: Caddy's default has
+			// none either. -o2p-request-log measures oauth2-proxy as shipped.
+			"--request-logging=" + strconv.FormatBool(*o2pReqLog),
 		}, extra...)
 		p, err := startProc(dir, name, listen, nil, *o2pBin, args...)
 		if err != nil {
@@ -394,16 +397,17 @@ func run() error {
 type measureFunc func(*setup, wrkOpts) (sample, error)
 
 func printMain(setups map[string]*setup, order []string) {
-	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req | peak RSS |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req | peak RSS | wrk CPU s / 10k req |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	for _, k := range order {
 		s := setups[k]
-		fmt.Printf("| (%s) %s | %.0f | %s | %s | %.3f | %.1f MB |\n", k, s.name,
+		fmt.Printf("| (%s) %s | %.0f | %s | %s | %.3f | %.1f MB | %.3f |\n", k, s.name,
 			median(s.results, func(x sample) float64 { return x.RPS }),
 			ms(median(s.results, func(x sample) float64 { return float64(x.P50) })),
 			ms(median(s.results, func(x sample) float64 { return float64(x.P99) })),
 			median(s.results, func(x sample) float64 { return x.CPUPer10k }),
-			float64(s.procs.mem("VmHWM"))/1024)
+			float64(s.procs.mem("VmHWM"))/1024,
+			median(s.results, func(x sample) float64 { return x.CPU / float64(x.Requests) * 10000 }))
 	}
 	fmt.Println()
 	rps := func(k string) float64 {

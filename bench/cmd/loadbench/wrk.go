@@ -17,6 +17,7 @@ type wrkResult struct {
 	RPS      float64
 	P50, P99 time.Duration // from wrk --latency
 	Errors   int64         // non-2xx/3xx plus socket errors
+	CPU      float64       // CPU seconds wrk itself used
 }
 
 var (
@@ -63,6 +64,7 @@ func runWrk(bin string, o wrkOpts) (wrkResult, string, error) {
 		return wrkResult{}, out.String(), fmt.Errorf("wrk: %w: %s", err, out.String())
 	}
 	r, err := parseWrk(out.String())
+	r.CPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	return r, out.String(), err
 }
 
