@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -35,7 +36,7 @@ const (
 
 // assertionSigner signs X-K1-Assertion JWTs and publishes the public key.
 type assertionSigner struct {
-	signer jose.Signer
+	key    *ecdsa.PrivateKey
 	header string // base64url of the protected header, the same in every token
 	jwks   []byte // the JSON of /.k1sso/jwks.json
 }
@@ -49,9 +50,12 @@ const es256SigSize = 64
 // keeps every cached session about 300 bytes smaller than holding the text
 // would (see BENCHMARKS.md).
 type assertion struct {
-	iat, exp int64
-	sig      [es256SigSize]byte
+	exp int64 // unix seconds; iat is exp - assertionTTL
+	sig [es256SigSize]byte
 }
+
+// iat is when the assertion was signed.
+func (as *assertion) iat() int64 { return as.exp - int64(assertionTTL/time.Second) }
 
 // loadAssertionSigner loads the signing key from the store, creating it once
 // for all instances when there is none.
@@ -96,55 +100,41 @@ func newAssertionSigner(key *ecdsa.PrivateKey) (*assertionSigner, error) {
 	// 96 bits of the RFC 7638 thumbprint name the key uniquely; the short
 	// kid keeps every assertion (one per cached session) smaller.
 	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp[:12])
-	sig, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: pub.KeyID}},
-		(&jose.SignerOptions{}).WithType("JWT"),
-	)
-	if err != nil {
-		return nil, err
-	}
 	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
 	if err != nil {
 		return nil, err
 	}
-	a := &assertionSigner{signer: sig, jwks: jwks}
-	// The protected header depends on the key alone; take it from one
-	// signature so encode can reuse it.
-	jws, err := sig.Sign([]byte("{}"))
+	header, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{string(jose.ES256), pub.KeyID, "JWT"})
 	if err != nil {
 		return nil, err
 	}
-	compact, err := jws.CompactSerialize()
-	if err != nil {
-		return nil, err
-	}
-	a.header, _, _ = strings.Cut(compact, ".")
-	return a, nil
+	return &assertionSigner{key: key, header: base64.RawURLEncoding.EncodeToString(header), jwks: jwks}, nil
 }
 
 // sign signs a new assertion for an identity, valid from now for
-// assertionTTL.
+// assertionTTL: a JWS ES256 signature (RFC 7518 §3.4: R and S, 32 bytes
+// each) over the header and the payload appendAssertionPayload writes.
+// It signs with crypto/ecdsa directly; go-jose's signer built the same
+// token with ten times the garbage, and every new session pays for it.
 func (a *assertionSigner) sign(issuer, sub, email string, acc *account, now time.Time) (assertion, error) {
-	as := assertion{iat: now.Unix(), exp: now.Add(assertionTTL).Unix()}
-	payload := appendAssertionPayload(make([]byte, 0, 256), issuer, sub, email, acc, as.iat, as.exp)
-	jws, err := a.signer.Sign(payload)
+	as := assertion{exp: now.Add(assertionTTL).Unix()}
+	var scratch [512]byte
+	payload := appendAssertionPayload(scratch[:0], issuer, sub, email, acc, as.iat(), as.exp)
+	var text [1024]byte
+	input := append(text[:0], a.header...)
+	input = append(input, '.')
+	input = base64.RawURLEncoding.AppendEncode(input, payload)
+	digest := sha256.Sum256(input)
+	r, s, err := ecdsa.Sign(rand.Reader, a.key, digest[:])
 	if err != nil {
 		return as, err
 	}
-	compact, err := jws.CompactSerialize()
-	if err != nil {
-		return as, err
-	}
-	// encode rebuilds the token from the cached header, so a token whose
-	// header differs must never be cached.
-	header, rest, _ := strings.Cut(compact, ".")
-	if header != a.header {
-		return as, errors.New("assertion: protected header is not the cached one")
-	}
-	n, err := base64.RawURLEncoding.Decode(as.sig[:], []byte(rest[strings.LastIndexByte(rest, '.')+1:]))
-	if err != nil || n != es256SigSize {
-		return as, fmt.Errorf("assertion: unexpected ES256 signature (%d bytes): %v", n, err)
-	}
+	r.FillBytes(as.sig[:es256SigSize/2]) // both are below the P-256 order
+	s.FillBytes(as.sig[es256SigSize/2:])
 	return as, nil
 }
 
@@ -153,7 +143,7 @@ func (a *assertionSigner) sign(issuer, sub, email string, acc *account, now time
 // byte-identical. One allocation: the returned string.
 func (a *assertionSigner) encode(issuer, sub, email string, acc *account, as *assertion) string {
 	var scratch [512]byte // the payload JSON; larger payloads spill to the heap
-	payload := appendAssertionPayload(scratch[:0], issuer, sub, email, acc, as.iat, as.exp)
+	payload := appendAssertionPayload(scratch[:0], issuer, sub, email, acc, as.iat(), as.exp)
 	enc := base64.RawURLEncoding
 	var b strings.Builder
 	b.Grow(len(a.header) + 1 + enc.EncodedLen(len(payload)) + 1 + enc.EncodedLen(es256SigSize))

@@ -189,7 +189,7 @@ func BenchmarkAssertionReused(b *testing.B) {
 		if d == nil {
 			b.Fatal("no identity")
 		}
-		if h.shared.signer.encode(d.issuer, e.s.Subject, e.s.Email, d.acc, &d.assertion) == "" {
+		if h.shared.signer.encode(*d.issuer, e.s.Subject(), e.s.Email(), d.acc, &d.assertion) == "" {
 			b.Fatal("no assertion")
 		}
 	}
@@ -201,10 +201,10 @@ func BenchmarkAssertionSign(b *testing.B) {
 	r := benchRequest(b, h)
 	now := time.Now()
 	e := h.shared.lookupSession(r, false, now)
-	acc := h.shared.dir.account(e.s.Email, e.s.Tenant)
+	acc := h.shared.dir.account(e.s.Email(), e.s.Tenant())
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := h.shared.signer.sign("https://bms.example", e.s.Subject, e.s.Email, acc, now); err != nil {
+		if _, err := h.shared.signer.sign("https://bms.example", e.s.Subject(), e.s.Email(), acc, now); err != nil {
 			b.Fatal(err)
 		}
 	}

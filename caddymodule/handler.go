@@ -31,7 +31,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if handled, err := h.interceptLogout(w, r, next, e); handled {
 		return err
 	}
-	if e != nil && e.s.Tenant != "" {
+	if e != nil && e.s.Tenant() != "" {
 		if id := h.identity(r, e, now); id != nil {
 			h.setIdentity(r, e, id)
 			return h.nextInjected(w, r, next, e)
@@ -80,7 +80,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) activeSession(r *http.Request) *sessionEntry {
 	now := time.Now()
 	e := h.shared.lookupSession(r, h.secure(r), now)
-	if e == nil || e.s.Tenant == "" || h.revoked(e) || h.identity(r, e, now) == nil {
+	if e == nil || e.s.Tenant() == "" || h.revoked(e) || h.identity(r, e, now) == nil {
 		return nil
 	}
 	return e
@@ -114,7 +114,7 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 		rd = h.cfg.landingPage
 	}
 	target := prefix + "login?rd=" + url.QueryEscape(rd)
-	if e != nil && e.s.Tenant == "" {
+	if e != nil && e.s.Tenant() == "" {
 		target = prefix + "tenant?rd=" + url.QueryEscape(rd)
 	}
 	http.Redirect(w, r, target, http.StatusFound)

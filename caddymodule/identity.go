@@ -28,7 +28,7 @@ var identityHeaders = [...]string{hdrEmail, hdrSubject, hdrUser, hdrTenant, hdrR
 type derived struct {
 	gen       uint64
 	acc       *account
-	issuer    string
+	issuer    *string // shared by the sessions of a site; see issuerOf
 	assertion assertion
 }
 
@@ -42,15 +42,15 @@ func (d *derived) fresh(now time.Time) bool {
 func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *derived {
 	gen := h.shared.dir.generation()
 	d := e.derived.Load()
-	if d != nil && d.gen == gen && d.fresh(now) && h.isIssuer(r, d.issuer) {
+	if d != nil && d.gen == gen && d.fresh(now) && h.isIssuer(r, *d.issuer) {
 		return d
 	}
 	iss := h.issuerOf(r)
-	acc := h.shared.dir.account(e.s.Email, e.s.Tenant)
+	acc := h.shared.dir.account(e.s.Email(), e.s.Tenant())
 	if acc == nil {
 		return nil
 	}
-	as, err := h.shared.signer.sign(iss, e.s.Subject, e.s.Email, acc, now)
+	as, err := h.shared.signer.sign(*iss, e.s.Subject(), e.s.Email(), acc, now)
 	if err != nil {
 		h.logger.Error("signing the identity assertion", zap.Error(err))
 		return nil
@@ -60,19 +60,19 @@ func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *der
 	return d
 }
 
-// issuerOf is the iss of assertions: the external URL. Without one it is
-// the request's origin; the last one is kept so that the sessions of a
-// site share one copy of the string instead of one each.
-func (h *Handler) issuerOf(r *http.Request) string {
-	if h.externalStr != "" {
-		return h.externalStr
+// issuerOf is the iss of assertions: the external URL, or without one the
+// request's origin. The last one is kept so that the sessions of a site
+// share one copy instead of one each.
+func (h *Handler) issuerOf(r *http.Request) *string {
+	iss := h.externalStr
+	if iss == "" {
+		iss = h.base(r).String()
 	}
-	iss := h.base(r).String()
 	if last := h.shared.lastIssuer.Load(); last != nil && *last == iss {
-		return *last
+		return last
 	}
 	h.shared.lastIssuer.Store(&iss)
-	return iss
+	return &iss
 }
 
 // isIssuer reports whether iss is the assertion issuer for this request,
@@ -94,8 +94,8 @@ func (h *Handler) setIdentity(r *http.Request, e *sessionEntry, d *derived) {
 	// One backing array for all six values; each header gets its own
 	// one-element, full-capacity slice so an append elsewhere reallocates.
 	v := make([]string, len(identityHeaders))
-	v[0], v[1], v[2], v[3], v[4], v[5] = e.s.Email, e.s.Subject, d.acc.BMSUser, d.acc.Tenant, d.acc.roles,
-		h.shared.signer.encode(d.issuer, e.s.Subject, e.s.Email, d.acc, &d.assertion)
+	v[0], v[1], v[2], v[3], v[4], v[5] = e.s.Email(), e.s.Subject(), d.acc.BMSUser, d.acc.Tenant, d.acc.roles,
+		h.shared.signer.encode(*d.issuer, e.s.Subject(), e.s.Email(), d.acc, &d.assertion)
 	hdr := r.Header
 	for i, name := range identityHeaders {
 		hdr[name] = v[i : i+1 : i+1]
@@ -105,9 +105,9 @@ func (h *Handler) setIdentity(r *http.Request, e *sessionEntry, d *derived) {
 		return
 	}
 	repl.Set("http.auth.user.id", d.acc.BMSUser)
-	repl.Set("http.auth.user.email", e.s.Email)
+	repl.Set("http.auth.user.email", e.s.Email())
 	repl.Set("http.auth.user.tenant", d.acc.Tenant)
-	repl.Set("http.auth.user.k1_sub", e.s.Subject)
+	repl.Set("http.auth.user.k1_sub", e.s.Subject())
 	repl.Set("http.auth.user.roles", d.acc.roles)
 	for name, val := range h.Headers {
 		hdr.Set(name, repl.ReplaceAll(val, ""))

@@ -130,9 +130,9 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	// round trip to K1. A session of another K1 user (login_hint names
 	// someone else) or another tenant starts a new login.
 	e := h.shared.lookupSession(r, h.secure(r), time.Now())
-	if e != nil && e.s.Tenant != "" && !h.revoked(e) &&
-		(tenant == "" || tenant == e.s.Tenant) &&
-		(hint == "" || !strings.Contains(hint, "@") || strings.EqualFold(hint, e.s.Email)) {
+	if e != nil && e.s.Tenant() != "" && !h.revoked(e) &&
+		(tenant == "" || tenant == e.s.Tenant()) &&
+		(hint == "" || !strings.Contains(hint, "@") || strings.EqualFold(hint, e.s.Email())) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, target, http.StatusFound)
 		return nil

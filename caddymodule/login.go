@@ -61,7 +61,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	// Already signed in (for that tenant): nothing to do at K1.
-	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant) {
+	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) {
 		http.Redirect(w, r, lr.rd, http.StatusFound)
 		return nil
 	}

@@ -136,11 +136,10 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 	secure := h.secure(r)
 	sess := h.shared.fullSession(r, secure)
 	if sess == nil {
-		c := e.s
-		sess = &session{ID: c.ID, SID: c.SID, Subject: c.Subject, Email: c.Email, Tenant: c.Tenant, Issued: c.Issued, Expires: c.Expires}
+		sess = e.s.full()
 	}
 	// BMS first, as the user, so it ends its own session.
-	if e.s.Tenant != "" {
+	if e.s.Tenant() != "" {
 		if id := h.identity(r, e, time.Now()); id != nil {
 			h.setIdentity(r, e, id)
 		}
@@ -341,7 +340,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	}
 	h.revokeK1(r.Context(), sid, "")
 	secure := h.secure(r)
-	if e := h.shared.lookupSession(r, secure, time.Now()); e != nil && e.s.SID == sid {
+	if e := h.shared.lookupSession(r, secure, time.Now()); e != nil && e.s.SID() == sid {
 		h.shared.clearSession(w, secure)
 		h.expireUpstreamCookies(w, r, true)
 	}

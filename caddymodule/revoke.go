@@ -75,15 +75,15 @@ func (s *revocationSet) stale(now time.Time) bool {
 func (s *revocationSet) matches(sess *cachedSession) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if _, ok := s.ids[sess.ID]; ok {
+	if _, ok := s.ids[sess.ID()]; ok {
 		return true
 	}
-	if sess.SID != "" {
-		if _, ok := s.sids[sess.SID]; ok {
+	if sess.SID() != "" {
+		if _, ok := s.sids[sess.SID()]; ok {
 			return true
 		}
 	}
-	if v, ok := s.subs[sess.Subject]; ok && sess.Issued <= v[0] {
+	if v, ok := s.subs[sess.Subject()]; ok && sess.Issued() <= v[0] {
 		return true
 	}
 	return false

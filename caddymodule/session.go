@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"hash/maphash"
+	"math"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,11 +35,67 @@ type sessionEntry struct {
 	derived atomic.Pointer[derived]
 }
 
-// cachedSession is the part of a session that requests read. The ID token,
-// name and company are not kept: logout and whoami decode the cookie again.
+// cachedSession is the part of a session that requests read, packed into
+// two small allocations (this struct and one string holding the fields end
+// to end): with 100,000 sessions cached, every byte here is 100 kB of heap.
+// The ID token, name and company are not kept: logout and whoami decode the
+// cookie again.
 type cachedSession struct {
-	ID, SID, Subject, Email, Tenant string
-	Issued, Expires                 int64
+	text            string    // ID, SID, Subject, Email, Tenant
+	ends            [5]uint16 // where each field ends in text
+	issued, expires uint32    // unix seconds; decodeSession refuses others
+}
+
+// newCachedSession packs a decoded session; ok is false when its fields
+// do not fit (never for a cookie of at most maxSessionChunks chunks).
+func newCachedSession(s *session) (c cachedSession, ok bool) {
+	fields := [5]string{s.ID, s.SID, s.Subject, s.Email, s.Tenant}
+	var b strings.Builder
+	for i, f := range fields {
+		if b.Len()+len(f) > math.MaxUint16 {
+			return c, false
+		}
+		b.WriteString(f)
+		c.ends[i] = uint16(b.Len())
+	}
+	c.text = b.String()
+	c.issued, c.expires = uint32(s.Issued), uint32(s.Expires)
+	return c, true
+}
+
+func (c *cachedSession) field(i int) string {
+	start := uint16(0)
+	if i > 0 {
+		start = c.ends[i-1]
+	}
+	return c.text[start:c.ends[i]]
+}
+
+// ID is the session's own random ID.
+func (c *cachedSession) ID() string { return c.field(0) }
+
+// SID is K1's session ID ("" without one).
+func (c *cachedSession) SID() string { return c.field(1) }
+
+// Subject is the K1 sub.
+func (c *cachedSession) Subject() string { return c.field(2) }
+
+// Email is the verified K1 email, lower case.
+func (c *cachedSession) Email() string { return c.field(3) }
+
+// Tenant is the BMS tenant ("" until the user picked one).
+func (c *cachedSession) Tenant() string { return c.field(4) }
+
+// Issued is when the session was created, in unix seconds.
+func (c *cachedSession) Issued() int64 { return int64(c.issued) }
+
+// Expires is when the session ends, in unix seconds.
+func (c *cachedSession) Expires() int64 { return int64(c.expires) }
+
+// full is the session as far as the cache knows it.
+func (c *cachedSession) full() *session {
+	return &session{ID: c.ID(), SID: c.SID(), Subject: c.Subject(), Email: c.Email(), Tenant: c.Tenant(),
+		Issued: c.Issued(), Expires: c.Expires()}
 }
 
 // randomID returns n random bytes, base64url-encoded.
@@ -89,7 +147,7 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	}
 	key := keyOf(raw)
 	if e, ok := s.sessions.Get(key); ok {
-		if now.Unix() >= e.s.Expires {
+		if now.Unix() >= e.s.Expires() {
 			s.sessions.Remove(key)
 			return nil
 		}
@@ -99,8 +157,11 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	if !ok {
 		return nil
 	}
-	e := &sessionEntry{s: cachedSession{ID: sess.ID, SID: sess.SID, Subject: sess.Subject,
-		Email: sess.Email, Tenant: sess.Tenant, Issued: sess.Issued, Expires: sess.Expires}}
+	c, ok := newCachedSession(sess)
+	if !ok {
+		return nil
+	}
+	e := &sessionEntry{s: c}
 	s.sessions.Add(key, e)
 	return e
 }
@@ -111,7 +172,10 @@ func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
 	if err := securecookie.DecodeMulti(sessionCookie, raw, &sess, s.codecs.session...); err != nil {
 		return nil, false
 	}
-	if sess.ID == "" || sess.Subject == "" || now.Unix() >= sess.Expires || sess.Issued > now.Unix()+60 {
+	// The cache keeps the times as uint32; a session outside that range was
+	// never written by k1sso.
+	if sess.ID == "" || sess.Subject == "" || now.Unix() >= sess.Expires || sess.Issued > now.Unix()+60 ||
+		sess.Issued < 0 || sess.Expires > math.MaxUint32 {
 		return nil, false
 	}
 	return &sess, true

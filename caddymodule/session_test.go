@@ -51,7 +51,7 @@ func TestSessionRoundTripAndCache(t *testing.T) {
 	req := roundTrip(t, s, sess)
 	now := time.Now()
 	e := s.lookupSession(req, false, now)
-	if e == nil || e.s.Email != "bob@acme.example" || e.s.Tenant != "acme" {
+	if e == nil || e.s.Email() != "bob@acme.example" || e.s.Tenant() != "acme" {
 		t.Fatalf("lookup: %+v", e)
 	}
 	if e2 := s.lookupSession(req, false, now); e2 != e {
@@ -167,5 +167,40 @@ func TestDropCookies(t *testing.T) {
 	dropCookies(req, func(n string) bool { return n == "BMSSESSION" })
 	if got := req.Header.Get("Cookie"); got != "other=1" {
 		t.Errorf("extra: %q", got)
+	}
+}
+
+// The cache packs a session's fields into one string; each must come back
+// as it was, empty ones included.
+func TestCachedSessionPacking(t *testing.T) {
+	for _, sess := range []*session{
+		{ID: "id1", SID: "sid-9", Subject: "k1|bob", Email: "bob@acme.example", Tenant: "acme", Issued: 1_700_000_000, Expires: 1_800_000_000},
+		{ID: "id2", Subject: "s", Email: "e@x"}, // no SID, no tenant yet
+		{ID: strings.Repeat("i", 300), SID: "", Subject: "ü|" + strings.Repeat("s", 1000), Email: "", Tenant: "t"},
+	} {
+		c, ok := newCachedSession(sess)
+		if !ok {
+			t.Fatalf("%+v: not packed", sess)
+		}
+		got := c.full()
+		if *got != *sess {
+			t.Errorf("packed and unpacked:\n got %+v\nwant %+v", got, sess)
+		}
+	}
+	if _, ok := newCachedSession(&session{ID: "x", Subject: strings.Repeat("s", 70_000)}); ok {
+		t.Error("fields over 64 KiB were packed")
+	}
+}
+
+// Times beyond what the cache stores are never accepted.
+func TestSessionTimesOutOfRange(t *testing.T) {
+	s := testShared(t)
+	sess := newTestSession(time.Unix(1<<33, 0))
+	if e := s.lookupSession(roundTrip(t, s, sess), false, time.Now()); e != nil {
+		t.Errorf("a session expiring in %d was accepted", sess.Expires)
+	}
+	sess = newTestSession(time.Now().Add(time.Hour))
+	if e := s.lookupSession(roundTrip(t, s, sess), false, time.Now()); e == nil || e.s.Expires() != sess.Expires || e.s.Issued() != sess.Issued {
+		t.Errorf("a valid session did not keep its times: %+v", e)
 	}
 }

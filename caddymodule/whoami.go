@@ -26,11 +26,11 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no session"})
 		return nil
 	}
-	out := whoami{Email: e.s.Email, Subject: e.s.Subject, Expires: e.s.Expires, Roles: []string{}}
+	out := whoami{Email: e.s.Email(), Subject: e.s.Subject(), Expires: e.s.Expires(), Roles: []string{}}
 	if full := h.shared.fullSession(r, h.secure(r)); full != nil {
 		out.Name, out.Company = full.Name, full.Company
 	}
-	if e.s.Tenant != "" {
+	if e.s.Tenant() != "" {
 		d := h.identity(r, e, now)
 		if d == nil {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no BMS account for this session"})
