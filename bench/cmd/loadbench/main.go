@@ -15,6 +15,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -78,6 +79,7 @@ type setup struct {
 	url       string
 	cookie    string
 	procs     group
+	admin     string // Caddy's admin endpoint, when it has one
 	results   []sample
 }
 
@@ -143,7 +145,7 @@ func run() error {
 	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg-config"), "XDG_DATA_HOME=" + filepath.Join(dir, "xdg-data")}
 
 	addrs := map[string]string{}
-	for _, k := range []string{"a", "b", "B", "c", "d", "o2pc", "admin", "s"} {
+	for _, k := range []string{"a", "b", "B", "c", "d", "o2pc", "admin", "s", "sadmin"} {
 		if addrs[k], err = freeAddr(); err != nil {
 			return err
 		}
@@ -153,6 +155,9 @@ func run() error {
 		admin := "admin off"
 		if name == "b" && *profile != "" {
 			admin = "admin " + addrs["admin"]
+		}
+		if name == "s" { // its Go heap figures come from /debug/vars
+			admin = "admin " + addrs["sadmin"]
 		}
 		return fmt.Sprintf("{\n\t"+admin+"\n\tauto_https off\n\tpersist_config off\n\tstorage file_system %s\n}\n", filepath.Join(dir, "storage-"+name))
 	}
@@ -367,7 +372,7 @@ func run() error {
 			if err != nil {
 				return err
 			}
-			ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + addrs["s"], procs: group{ps}}
+			ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + addrs["s"], admin: "http://" + addrs["sadmin"], procs: group{ps}}
 			if err := scaleRun(dir, ss, []byte(cookieSecret), lim, measure); err != nil {
 				return err
 			}
@@ -529,6 +534,10 @@ func scaleRun(dir string, sb *setup, secret []byte, memLimit string, measure mea
 		return wrkOpts{URL: sb.url + "/", Conns: *conns, Threads: *threads, Duration: d, Script: script, Args: []string{file, fmt.Sprint(*threads)}}
 	}
 	rssBefore := sb.procs.mem("VmRSS")
+	heapBefore, err := goHeap(sb.admin)
+	if err != nil {
+		return err
+	}
 	// First sight of every cookie: decrypt, verify, sign an assertion. Run
 	// until each was seen once (bounded to 6 runs).
 	var first []sample
@@ -555,6 +564,10 @@ func scaleRun(dir string, sb *setup, secret []byte, memLimit string, measure mea
 	}
 	rssAfter := sb.procs.mem("VmRSS")
 	hwm := sb.procs.mem("VmHWM")
+	heapAfter, err := goHeap(sb.admin)
+	if err != nil {
+		return err
+	}
 	r1 := median(res1, func(x sample) float64 { return x.RPS })
 	rN := median(resN, func(x sample) float64 { return x.RPS })
 	title := ""
@@ -578,7 +591,49 @@ func scaleRun(dir string, sb *setup, secret []byte, memLimit string, measure mea
 	fmt.Printf("\n%d sessions / one cookie throughput: %.2f (target ≥ 0.80: %s)\n", *sessions, rN/r1, map[bool]string{true: "met", false: "MISSED"}[rN/r1 >= 0.8])
 	fmt.Printf("proxy RSS (a Caddy process of its own): %.1f MB idle, %.1f MB after one cookie, %.1f MB after %d sessions, peak %.1f MB (target ≤ 150 MB: %s)\n\n",
 		float64(rssIdle)/1024, float64(rssBefore)/1024, float64(rssAfter)/1024, *sessions, float64(hwm)/1024, map[bool]string{true: "met", false: "MISSED"}[hwm <= 150*1024])
+	fmt.Printf("Go heap after a forced GC: %.1f MB live after one cookie, %.1f MB after %d sessions (%.0f B per session); heap goal %.1f MB, Go runtime total (Sys) %.1f MB\n\n",
+		heapBefore.live/1e6, heapAfter.live/1e6, *sessions, (heapAfter.live-heapBefore.live)/float64(*sessions), heapAfter.goal/1e6, heapAfter.sys/1e6)
 	return nil
+}
+
+// heapStats are Go heap figures of a Caddy process.
+type heapStats struct{ live, goal, sys float64 }
+
+// goHeap forces GCs in the Caddy behind admin (pprof's heap?gc=1) and then
+// reads its runtime.MemStats from /debug/vars: the live heap, the next GC
+// goal and all memory the Go runtime holds.
+func goHeap(admin string) (heapStats, error) {
+	c := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) ([]byte, error) {
+		resp, err := c.Get(admin + path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		return b, err
+	}
+	// Twice: the first GC moves sync.Pool contents to the victim cache,
+	// the second frees them.
+	for range 2 {
+		if _, err := get("/debug/pprof/heap?gc=1"); err != nil {
+			return heapStats{}, err
+		}
+	}
+	b, err := get("/debug/vars")
+	if err != nil {
+		return heapStats{}, err
+	}
+	var v struct {
+		Memstats struct{ HeapAlloc, NextGC, Sys float64 } `json:"memstats"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return heapStats{}, fmt.Errorf("/debug/vars: %w", err)
+	}
+	return heapStats{live: v.Memstats.HeapAlloc, goal: v.Memstats.NextGC, sys: v.Memstats.Sys}, nil
 }
 
 // loginRun counts complete logins per second through (b): /.k1sso/login,
