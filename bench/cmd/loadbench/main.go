@@ -45,22 +45,23 @@ import (
 const upstreamMarker = "k1sso-bench-upstream "
 
 var (
-	caddyBin  = flag.String("caddy", "bin/caddy", "Caddy with the k1sso module")
-	o2pBin    = flag.String("oauth2-proxy", "bin/oauth2-proxy", "oauth2-proxy v7.15.6")
-	wrkBin    = flag.String("wrk", "wrk", "wrk")
-	rounds    = flag.Int("rounds", 7, "interleaved rounds of a b c d")
-	dur       = flag.Duration("duration", 5*time.Second, "length of one wrk run")
-	conns     = flag.Int("conns", 32, "wrk connections")
-	threads   = flag.Int("threads", 1, "wrk threads (one drives these rates with about a tenth of a core; a second only competes with the servers for the two cores)")
-	sessions  = flag.Int("sessions", 100_000, "distinct sessions of the scale run (0 skips it)")
-	wide      = flag.Int("wide", 1000, "connections of the wide run (0 skips it)")
-	loginDur  = flag.Duration("login-duration", 10*time.Second, "length of the login throughput run (0 skips it)")
-	loginPar  = flag.Int("login-workers", 8, "concurrent logins")
-	only      = flag.String("only", "abcd", "setups of the main rounds")
-	profile   = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
-	memLimit  = flag.String("scale-gomemlimit", "120MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
-	o2pReqLog = flag.Bool("o2p-request-log", false, "run oauth2-proxy with its per-request log on (its default) instead of off")
-	baseline  = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
+	caddyBin   = flag.String("caddy", "bin/caddy", "Caddy with the k1sso module")
+	o2pBin     = flag.String("oauth2-proxy", "bin/oauth2-proxy", "oauth2-proxy v7.15.6")
+	wrkBin     = flag.String("wrk", "wrk", "wrk")
+	rounds     = flag.Int("rounds", 7, "interleaved rounds of a b c d")
+	dur        = flag.Duration("duration", 5*time.Second, "length of one wrk run")
+	conns      = flag.Int("conns", 32, "wrk connections")
+	threads    = flag.Int("threads", 1, "wrk threads (one drives these rates with about a tenth of a core; a second only competes with the servers for the two cores)")
+	sessions   = flag.Int("sessions", 100_000, "distinct sessions of the scale run (0 skips it)")
+	wide       = flag.Int("wide", 1000, "connections of the wide run (0 skips it)")
+	loginDur   = flag.Duration("login-duration", 10*time.Second, "length of the login throughput run (0 skips it)")
+	loginPar   = flag.Int("login-workers", 8, "concurrent logins")
+	only       = flag.String("only", "abcd", "setups of the main rounds")
+	profile    = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
+	memLimit   = flag.String("scale-gomemlimit", "120MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
+	o2pReqLog  = flag.Bool("o2p-request-log", false, "run oauth2-proxy with its per-request log on (its default) instead of off")
+	pacedDelay = flag.Duration("paced-delay", 10*time.Millisecond, "think time of each connection in the light-load latency run of (a) and (b) (0 skips it)")
+	baseline   = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
 )
 
 func main() {
@@ -194,11 +195,7 @@ func run() error {
 }
 `, addrs["c"], addrs["o2pc"], addrs["o2pc"], upHost),
 	}
-	start := func(key string, extraEnv ...string) (*proc, error) {
-		bin := *caddyBin
-		if key == "B" {
-			bin = *baseline
-		}
+	startBin := func(key, bin string, extraEnv ...string) (*proc, error) {
 		path := filepath.Join(dir, "Caddyfile."+key)
 		if err := os.WriteFile(path, []byte(caddyfiles[key]), 0o600); err != nil {
 			return nil, err
@@ -208,6 +205,12 @@ func run() error {
 			return nil, err
 		}
 		return track(p), nil
+	}
+	start := func(key string, extraEnv ...string) (*proc, error) {
+		if key == "B" {
+			return startBin(key, *baseline, extraEnv...)
+		}
+		return startBin(key, *caddyBin, extraEnv...)
 	}
 	o2p := func(name, listen, redirect string, extra ...string) (*proc, error) {
 		args := append([]string{
@@ -349,6 +352,11 @@ func run() error {
 		}
 	}
 	printMain(setups, order)
+	if *pacedDelay > 0 && setups["a"] != nil && setups["b"] != nil {
+		if err := pacedRun(dir, setups, measure, opts); err != nil {
+			return err
+		}
+	}
 
 	if *profile != "" {
 		if err := profileRun(wrkPath, sb, opts(sb, *conns, 10*time.Second), "http://"+addrs["admin"]); err != nil {
@@ -357,23 +365,28 @@ func run() error {
 	}
 
 	if *sessions > 0 {
-		// A Caddy of its own, so its memory is the sessions' alone; then,
-		// when asked, again with a soft memory limit for Go's GC.
-		limits := []string{""}
-		if *memLimit != "" {
-			limits = append(limits, *memLimit)
+		// A Caddy of its own, so its memory is the sessions' alone; then
+		// the baseline build (before/after), and when asked again with a
+		// soft memory limit for Go's GC.
+		type scaleCase struct{ title, bin, limit string }
+		cases := []scaleCase{{"", *caddyBin, ""}}
+		if *baseline != "" {
+			cases = append(cases, scaleCase{", baseline build " + *baseline, *baseline, ""})
 		}
-		for _, lim := range limits {
+		if *memLimit != "" {
+			cases = append(cases, scaleCase{", Caddy with GOMEMLIMIT=" + *memLimit, *caddyBin, *memLimit})
+		}
+		for _, sc := range cases {
 			var extra []string
-			if lim != "" {
-				extra = []string{"GOMEMLIMIT=" + lim}
+			if sc.limit != "" {
+				extra = []string{"GOMEMLIMIT=" + sc.limit}
 			}
-			ps, err := start("s", extra...)
+			ps, err := startBin("s", sc.bin, extra...)
 			if err != nil {
 				return err
 			}
 			ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + addrs["s"], admin: "http://" + addrs["sadmin"], procs: group{ps}}
-			if err := scaleRun(dir, ss, []byte(cookieSecret), lim, measure); err != nil {
+			if err := scaleRun(dir, ss, []byte(cookieSecret), sc.title, measure); err != nil {
 				return err
 			}
 			ps.stop()
@@ -436,7 +449,8 @@ func printMain(setups map[string]*setup, order []string) {
 	if rps("a") > 0 && rps("b") > 0 {
 		fmt.Printf("b/a throughput: %.2f (target ≥ 0.90: %s)\n", rps("b")/rps("a"), verdict(rps("b")/rps("a") >= 0.90))
 		d := time.Duration(p99("b") - p99("a"))
-		fmt.Printf("p99 b − a: %s (target ≤ 0.2 ms: %s)\n", ms(float64(d)), verdict(d <= 200*time.Microsecond))
+		fmt.Printf("p99 b − a: %s (target ≤ 0.2 ms: %s); p99 across rounds: a %s, b %s\n", ms(float64(d)), verdict(d <= 200*time.Microsecond),
+			p99Range(setups["a"].results), p99Range(setups["b"].results))
 	}
 	cpu := func(k string) float64 {
 		if setups[k] == nil || len(setups[k].results) == 0 {
@@ -493,9 +507,49 @@ func wideRun(setups map[string]*setup, measure measureFunc, opts func(*setup, in
 	return nil
 }
 
+// pacedRun compares the latency of (a) and (b) below saturation: each wrk
+// connection waits pacedDelay between requests (wrk's delay()), so the
+// servers are busy a fraction of the time and latency is the work of a
+// request rather than the queue behind it, which at full load grows with
+// 1/throughput for either setup.
+func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts func(*setup, int, time.Duration) wrkOpts) error {
+	script := filepath.Join(dir, "paced.lua")
+	lua := fmt.Sprintf("function delay()\n  return %d\nend\n", pacedDelay.Milliseconds())
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
+		return err
+	}
+	res := map[string][]sample{}
+	for r := 0; r < *rounds; r++ {
+		for _, k := range []string{"a", "b"} {
+			o := opts(setups[k], *conns, *dur)
+			o.Script = script
+			smp, err := measure(setups[k], o)
+			if err != nil {
+				return err
+			}
+			res[k] = append(res[k], smp)
+		}
+	}
+	fmt.Printf("\n## Latency below saturation: (a) and (b), %d connections each waiting %s between requests (%d interleaved rounds, medians)\n\n", *conns, *pacedDelay, *rounds)
+	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for _, k := range []string{"a", "b"} {
+		fmt.Printf("| (%s) %s | %.0f | %s | %s | %.3f |\n", k, setups[k].name,
+			median(res[k], func(x sample) float64 { return x.RPS }),
+			ms(median(res[k], func(x sample) float64 { return float64(x.P50) })),
+			ms(median(res[k], func(x sample) float64 { return float64(x.P99) })),
+			median(res[k], func(x sample) float64 { return x.CPUPer10k }))
+	}
+	d := time.Duration(median(res["b"], func(x sample) float64 { return float64(x.P99) }) - median(res["a"], func(x sample) float64 { return float64(x.P99) }))
+	p50 := time.Duration(median(res["b"], func(x sample) float64 { return float64(x.P50) }) - median(res["a"], func(x sample) float64 { return float64(x.P50) }))
+	fmt.Printf("\np99 b − a below saturation: %s, p50 b − a: %s (target ≤ 0.2 ms: %s); p99 across rounds: a %s, b %s\n\n", ms(float64(d)), ms(float64(p50)),
+		map[bool]string{true: "met", false: "MISSED"}[d <= 200*time.Microsecond], p99Range(res["a"]), p99Range(res["b"]))
+	return nil
+}
+
 // scaleRun cycles many distinct valid sessions through (b), against the
 // same Lua cycler with one cookie so wrk's own scripting cost is equal.
-func scaleRun(dir string, sb *setup, secret []byte, memLimit string, measure measureFunc) error {
+func scaleRun(dir string, sb *setup, secret []byte, title string, measure measureFunc) error {
 	script := filepath.Join(dir, "cycle.lua")
 	if err := os.WriteFile(script, []byte(cyclerLua), 0o600); err != nil {
 		return err
@@ -570,10 +624,6 @@ func scaleRun(dir string, sb *setup, secret []byte, memLimit string, measure mea
 	}
 	r1 := median(res1, func(x sample) float64 { return x.RPS })
 	rN := median(resN, func(x sample) float64 { return x.RPS })
-	title := ""
-	if memLimit != "" {
-		title = ", Caddy with GOMEMLIMIT=" + memLimit
-	}
 	fmt.Printf("## (b) with %d distinct sessions%s (wrk Lua cycler, 3 interleaved rounds, medians)\n\n", *sessions, title)
 	fmt.Printf("minted %d session cookies in %s\n\n", *sessions, minted.Round(time.Millisecond))
 	fmt.Println("| cookies | req/s | p50 | p99 | CPU s / 10k req |")
@@ -692,6 +742,19 @@ func median(xs []sample, f func(sample) float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// p99Range is the lowest and highest p99 of a setup's rounds: how much the
+// same setup varies on this machine.
+func p99Range(xs []sample) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	lo, hi := xs[0].P99, xs[0].P99
+	for _, x := range xs {
+		lo, hi = min(lo, x.P99), max(hi, x.P99)
+	}
+	return fmt.Sprintf("%.1f–%.1f ms", float64(lo)/1e6, float64(hi)/1e6)
 }
 
 func ms(ns float64) string { return fmt.Sprintf("%.3f ms", ns/1e6) }
