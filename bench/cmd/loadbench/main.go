@@ -56,7 +56,7 @@ var (
 	wide       = flag.Int("wide", 1000, "connections of the wide run (0 skips it)")
 	loginDur   = flag.Duration("login-duration", 10*time.Second, "length of the login throughput run (0 skips it)")
 	loginPar   = flag.Int("login-workers", 8, "concurrent logins")
-	only       = flag.String("only", "abcd", "setups of the main rounds")
+	only       = flag.String("only", "abcd", "setups of the main rounds (add h: bare Caddy setting six static headers the size of k1sso's)")
 	profile    = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
 	memLimit   = flag.String("scale-gomemlimit", "120MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
 	o2pReqLog  = flag.Bool("o2p-request-log", false, "run oauth2-proxy with its per-request log on (its default) instead of off")
@@ -146,7 +146,7 @@ func run() error {
 	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg-config"), "XDG_DATA_HOME=" + filepath.Join(dir, "xdg-data")}
 
 	addrs := map[string]string{}
-	for _, k := range []string{"a", "b", "B", "c", "d", "o2pc", "admin", "s", "sadmin"} {
+	for _, k := range []string{"a", "b", "B", "c", "d", "h", "o2pc", "admin", "s", "sadmin"} {
 		if addrs[k], err = freeAddr(); err != nil {
 			return err
 		}
@@ -179,6 +179,20 @@ func run() error {
 	caddyfiles := map[string]string{
 		"a": global("a") + fmt.Sprintf("http://%s {\n\treverse_proxy %s\n}\n", addrs["a"], upHost),
 		"b": k1ssoSite("b"),
+		// (h), on request only (-only abh): bare Caddy setting six static
+		// headers the size of k1sso's identity headers, to tell Caddy's
+		// cost of forwarding them from k1sso's own work.
+		"h": global("h") + fmt.Sprintf(`http://%s {
+	reverse_proxy %s {
+		header_up X-K1-Email bob@acme.example
+		header_up X-K1-Subject %s
+		header_up X-BMS-User bob
+		header_up X-BMS-Tenant acme
+		header_up X-BMS-Roles none
+		header_up X-K1-Assertion %s
+	}
+}
+`, addrs["h"], upHost, strings.Repeat("s", 36), strings.Repeat("A", 372)),
 		"B": k1ssoSite("B"),
 		"s": k1ssoSite("s"),
 		"c": global("c") + fmt.Sprintf(`http://%s {
@@ -257,6 +271,13 @@ func run() error {
 	// the difference between (a) and (b) is k1sso's work, not header bytes.
 	setups["a"].cookie = sb.cookie
 	order := strings.Split(*only, "")
+	if slices.Contains(order, "h") {
+		ph, err := start("h")
+		if err != nil {
+			return err
+		}
+		setups["h"] = &setup{key: "h", name: "Caddy reverse_proxy + six static headers", url: "http://" + addrs["h"], cookie: sb.cookie, procs: group{ph}}
+	}
 	if *baseline != "" {
 		pB, err := start("B")
 		if err != nil {
@@ -460,12 +481,15 @@ func printMain(setups map[string]*setup, order []string) {
 	}
 	if cpu("b") > 0 {
 		var parts []string
-		for _, k := range []string{"a", "B", "c", "d"} {
+		for _, k := range []string{"a", "h", "B", "c", "d"} {
 			if cpu(k) > 0 {
 				parts = append(parts, fmt.Sprintf("%s/b %.2f", k, cpu(k)/cpu("b")))
 			}
 		}
 		fmt.Printf("proxy CPU per request, against (b): %s (less noisy than req/s on a busy machine)\n", strings.Join(parts, ", "))
+	}
+	if rps("h") > 0 && rps("b") > 0 {
+		fmt.Printf("b/h throughput (k1sso against bare Caddy forwarding the same header bytes): %.2f\n", rps("b")/rps("h"))
 	}
 	if rps("B") > 0 && rps("b") > 0 {
 		fmt.Printf("b/B throughput (this build against the baseline build): %.2f\n", rps("b")/rps("B"))
