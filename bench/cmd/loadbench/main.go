@@ -45,23 +45,24 @@ import (
 const upstreamMarker = "k1sso-bench-upstream "
 
 var (
-	caddyBin   = flag.String("caddy", "bin/caddy", "Caddy with the k1sso module")
-	o2pBin     = flag.String("oauth2-proxy", "bin/oauth2-proxy", "oauth2-proxy v7.15.6")
-	wrkBin     = flag.String("wrk", "wrk", "wrk")
-	rounds     = flag.Int("rounds", 7, "interleaved rounds of a b c d")
-	dur        = flag.Duration("duration", 5*time.Second, "length of one wrk run")
-	conns      = flag.Int("conns", 32, "wrk connections")
-	threads    = flag.Int("threads", 1, "wrk threads (one drives these rates with about a tenth of a core; a second only competes with the servers for the two cores)")
-	sessions   = flag.Int("sessions", 100_000, "distinct sessions of the scale run (0 skips it)")
-	wide       = flag.Int("wide", 1000, "connections of the wide run (0 skips it)")
-	loginDur   = flag.Duration("login-duration", 10*time.Second, "length of the login throughput run (0 skips it)")
-	loginPar   = flag.Int("login-workers", 8, "concurrent logins")
-	only       = flag.String("only", "abcd", "setups of the main rounds (add h: bare Caddy setting six static headers the size of k1sso's)")
-	profile    = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
-	memLimit   = flag.String("scale-gomemlimit", "120MiB", "repeat the scale run on a Caddy with this GOMEMLIMIT (empty skips it)")
-	o2pReqLog  = flag.Bool("o2p-request-log", false, "run oauth2-proxy with its per-request log on (its default) instead of off")
-	pacedDelay = flag.Duration("paced-delay", 10*time.Millisecond, "think time of each connection in the light-load latency run of (a) and (b) (0 skips it)")
-	baseline   = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
+	caddyBin    = flag.String("caddy", "bin/caddy", "Caddy with the k1sso module")
+	o2pBin      = flag.String("oauth2-proxy", "bin/oauth2-proxy", "oauth2-proxy v7.15.6")
+	wrkBin      = flag.String("wrk", "wrk", "wrk")
+	rounds      = flag.Int("rounds", 7, "interleaved rounds of a b c d")
+	dur         = flag.Duration("duration", 5*time.Second, "length of one wrk run")
+	conns       = flag.Int("conns", 32, "wrk connections")
+	threads     = flag.Int("threads", 1, "wrk threads (one drives these rates with about a tenth of a core; a second only competes with the servers for the two cores)")
+	sessions    = flag.Int("sessions", 100_000, "distinct sessions of the scale run (0 skips it)")
+	wide        = flag.Int("wide", 1000, "connections of the wide run (0 skips it)")
+	loginDur    = flag.Duration("login-duration", 10*time.Second, "length of the login throughput run (0 skips it)")
+	loginPar    = flag.Int("login-workers", 8, "concurrent logins")
+	only        = flag.String("only", "abcd", "setups of the main rounds (add h: bare Caddy setting six static headers the size of k1sso's)")
+	profile     = flag.String("profile", "", "write a CPU profile of (b) under load to this file (pprof through Caddy's admin endpoint on 127.0.0.1)")
+	memLimit    = flag.String("scale-gomemlimit", "", "repeat the scale run on a Caddy with this GOMEMLIMIT, e.g. 120MiB (empty: no repeat)")
+	o2pReqLog   = flag.Bool("o2p-request-log", false, "run oauth2-proxy with its per-request log on (its default) instead of off")
+	pacedRounds = flag.Int("paced-rounds", 5, "interleaved rounds of the light-load latency run")
+	pacedDelay  = flag.Duration("paced-delay", 10*time.Millisecond, "think time of each connection in the light-load latency run of (a) and (b) (0 skips it)")
+	baseline    = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
 )
 
 func main() {
@@ -543,7 +544,7 @@ func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts fu
 		return err
 	}
 	res := map[string][]sample{}
-	for r := 0; r < *rounds; r++ {
+	for r := 0; r < *pacedRounds; r++ {
 		for _, k := range []string{"a", "b"} {
 			o := opts(setups[k], *conns, *dur)
 			o.Script = script
@@ -554,7 +555,7 @@ func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts fu
 			res[k] = append(res[k], smp)
 		}
 	}
-	fmt.Printf("\n## Latency below saturation: (a) and (b), %d connections each waiting %s between requests (%d interleaved rounds, medians)\n\n", *conns, *pacedDelay, *rounds)
+	fmt.Printf("\n## Latency below saturation: (a) and (b), %d connections each waiting %s between requests (%d interleaved rounds, medians)\n\n", *conns, *pacedDelay, *pacedRounds)
 	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req |")
 	fmt.Println("|---|---:|---:|---:|---:|")
 	for _, k := range []string{"a", "b"} {
