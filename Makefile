@@ -32,7 +32,7 @@ build:
 	$(GO) build -o bin/caddy ./cmd/caddy
 	$(GO) build -o bin/k1dev ./cmd/k1dev
 
-## bench: the load benchmark of BENCHMARKS.md (wrk, oauth2-proxy v7.15.6; about 6 minutes)
+## bench: the load benchmark of BENCHMARKS.md (wrk, oauth2-proxy v7.15.6; about 5 minutes, 8 from a cold build)
 bench:
 	scripts/bench.sh $(BENCHFLAGS)
 

@@ -2,9 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"net/http"
 	"net/http/httptest"
@@ -44,14 +41,7 @@ func benchHandler(b *testing.B) *Handler {
 	}
 	dir := &directory{logger: zap.NewNop(), stop: make(chan struct{})}
 	dir.data.Store(data)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	signer, err := newAssertionSigner(key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	signer, _ := testSigner(b)
 	revs := newRevocationSet()
 	revs.synced(time.Now())
 	s := &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, revocations: revs, logger: zap.NewNop()}

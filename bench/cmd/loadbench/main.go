@@ -517,15 +517,7 @@ func wideRun(setups map[string]*setup, measure measureFunc, opts func(*setup, in
 		}
 	}
 	fmt.Printf("## %d connections (3 interleaved rounds, medians)\n\n", *wide)
-	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req |")
-	fmt.Println("|---|---:|---:|---:|---:|")
-	for _, k := range []string{"a", "b"} {
-		fmt.Printf("| (%s) %s | %.0f | %s | %s | %.3f |\n", k, setups[k].name,
-			median(res[k], func(x sample) float64 { return x.RPS }),
-			ms(median(res[k], func(x sample) float64 { return float64(x.P50) })),
-			ms(median(res[k], func(x sample) float64 { return float64(x.P99) })),
-			median(res[k], func(x sample) float64 { return x.CPUPer10k }))
-	}
+	printABTable(setups, res)
 	a := median(res["a"], func(x sample) float64 { return x.RPS })
 	b := median(res["b"], func(x sample) float64 { return x.RPS })
 	fmt.Printf("\nb/a throughput at %d connections: %.2f\n\n", *wide, b/a)
@@ -556,15 +548,7 @@ func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts fu
 		}
 	}
 	fmt.Printf("\n## Latency below saturation: (a) and (b), %d connections each waiting %s between requests (%d interleaved rounds, medians)\n\n", *conns, *pacedDelay, *pacedRounds)
-	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req |")
-	fmt.Println("|---|---:|---:|---:|---:|")
-	for _, k := range []string{"a", "b"} {
-		fmt.Printf("| (%s) %s | %.0f | %s | %s | %.3f |\n", k, setups[k].name,
-			median(res[k], func(x sample) float64 { return x.RPS }),
-			ms(median(res[k], func(x sample) float64 { return float64(x.P50) })),
-			ms(median(res[k], func(x sample) float64 { return float64(x.P99) })),
-			median(res[k], func(x sample) float64 { return x.CPUPer10k }))
-	}
+	printABTable(setups, res)
 	d := time.Duration(median(res["b"], func(x sample) float64 { return float64(x.P99) }) - median(res["a"], func(x sample) float64 { return float64(x.P99) }))
 	p50 := time.Duration(median(res["b"], func(x sample) float64 { return float64(x.P50) }) - median(res["a"], func(x sample) float64 { return float64(x.P50) }))
 	fmt.Printf("\np99 b − a below saturation: %s, p50 b − a: %s (target ≤ 0.2 ms: %s); p99 across rounds: a %s, b %s\n\n", ms(float64(d)), ms(float64(p50)),
@@ -653,16 +637,9 @@ func scaleRun(dir string, sb *setup, secret []byte, title string, measure measur
 	fmt.Printf("minted %d session cookies in %s\n\n", *sessions, minted.Round(time.Millisecond))
 	fmt.Println("| cookies | req/s | p50 | p99 | CPU s / 10k req |")
 	fmt.Println("|---|---:|---:|---:|---:|")
-	row := func(name string, xs []sample) {
-		fmt.Printf("| %s | %.0f | %s | %s | %.3f |\n", name,
-			median(xs, func(x sample) float64 { return x.RPS }),
-			ms(median(xs, func(x sample) float64 { return float64(x.P50) })),
-			ms(median(xs, func(x sample) float64 { return float64(x.P99) })),
-			median(xs, func(x sample) float64 { return x.CPUPer10k }))
-	}
-	row("1 (same cycler)", res1)
-	row(fmt.Sprintf("%d, all cached", *sessions), resN)
-	row(fmt.Sprintf("%d, first sight (%d requests)", *sessions, seen), first)
+	printRow("1 (same cycler)", res1)
+	printRow(fmt.Sprintf("%d, all cached", *sessions), resN)
+	printRow(fmt.Sprintf("%d, first sight (%d requests)", *sessions, seen), first)
 	fmt.Printf("\n%d sessions / one cookie throughput: %.2f (target ≥ 0.80: %s)\n", *sessions, rN/r1, map[bool]string{true: "met", false: "MISSED"}[rN/r1 >= 0.8])
 	fmt.Printf("proxy RSS (a Caddy process of its own): %.1f MB idle, %.1f MB after one cookie, %.1f MB after %d sessions, peak %.1f MB (target ≤ 150 MB: %s)\n\n",
 		float64(rssIdle)/1024, float64(rssBefore)/1024, float64(rssAfter)/1024, *sessions, float64(hwm)/1024, map[bool]string{true: "met", false: "MISSED"}[hwm <= 150*1024])
@@ -767,6 +744,24 @@ func median(xs []sample, f func(sample) float64) float64 {
 		return v[len(v)/2]
 	}
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// printABTable prints the medians of setups (a) and (b) from res.
+func printABTable(setups map[string]*setup, res map[string][]sample) {
+	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for _, k := range []string{"a", "b"} {
+		printRow(fmt.Sprintf("(%s) %s", k, setups[k].name), res[k])
+	}
+}
+
+// printRow prints one table row: the medians of req/s, p50, p99 and CPU.
+func printRow(name string, xs []sample) {
+	fmt.Printf("| %s | %.0f | %s | %s | %.3f |\n", name,
+		median(xs, func(x sample) float64 { return x.RPS }),
+		ms(median(xs, func(x sample) float64 { return float64(x.P50) })),
+		ms(median(xs, func(x sample) float64 { return float64(x.P99) })),
+		median(xs, func(x sample) float64 { return x.CPUPer10k }))
 }
 
 // p99Range is the lowest and highest p99 of a setup's rounds: how much the
