@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,8 +96,7 @@ type world struct {
 	bmsURL string // the demo BMS, reached only through the proxy
 	proxy  string // what the browser opens: http://localhost:port
 	ctx    context.Context
-	log    *bytes.Buffer // Caddy's output
-	steps  int           // steps run so far, numbering the screenshots
+	steps  int // steps run so far, numbering the screenshots
 
 	consoleMu sync.Mutex
 	console   []string // the browser's log entries
@@ -195,7 +193,7 @@ func newWorld(t *testing.T, required ...string) *world {
 	// The proxy's port comes first: k1dev registers the client's URIs
 	// (redirect, initiate login, logout) on it when it starts.
 	port := testenv.FreePort(t)
-	w := &world{t: t, proxy: fmt.Sprintf("http://%s:%d", proxyHost, port), log: new(bytes.Buffer)}
+	w := &world{t: t, proxy: fmt.Sprintf("http://%s:%d", proxyHost, port)}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -225,64 +223,15 @@ func newWorld(t *testing.T, required ...string) *world {
 	if err := os.WriteFile(users, csv, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(dir, "Caddyfile")
 	text := caddyfile(filepath.Join(dir, "storage"), port, w.k1URL, users, bl.Addr().String(), options)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	// Screenshots of an earlier run of this test would mix with this run's.
 	old, _ := filepath.Glob(filepath.Join(screenshotDir(t), strings.ReplaceAll(t.Name(), "/", "_")+"-*.png"))
 	for _, f := range old {
 		_ = os.Remove(f)
 	}
-	w.startCaddy(bin, conf, dir, port)
+	testenv.RunCaddyfile(t, text, port)
 	w.startBrowser(chrome)
 	return w
-}
-
-// startCaddy runs the built Caddy and waits until it answers.
-func (w *world) startCaddy(bin, conf, dir string, port int) {
-	t := w.t
-	t.Helper()
-	cmd := exec.Command(bin, "run", "--config", conf, "--adapter", "caddyfile")
-	cmd.Env = caddyEnv(dir)
-	cmd.Dir = dir
-	out := &lockedBuffer{b: w.log}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("e2e: starting caddy: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("e2e: caddy output (last lines):\n%s", out.tail(30))
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("e2e: caddy exited at start (%v):\n%s", err, out.tail(20))
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("e2e: caddy does not listen on %s after 15s:\n%s", addr, out.tail(20))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // startBrowser starts a fresh headless Chromium for this test.
@@ -351,29 +300,6 @@ func (w *world) lastConsole(n int) []string {
 		c = c[len(c)-n:]
 	}
 	return append([]string(nil), c...)
-}
-
-// lockedBuffer is Caddy's output, written by its process's pipes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// tail returns the last n lines written.
-func (l *lockedBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(l.b.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // screenshotDir is where steps leave their screenshots.

@@ -77,17 +77,26 @@ type Process struct {
 // the test failed.
 func StartProcess(tb testing.TB, s Site) *Process {
 	tb.Helper()
-	cf := s.Caddyfile(tb)
+	p := RunCaddyfile(tb, s.Caddyfile(tb), s.Port)
+	p.Storage = s.Storage
+	return p
+}
+
+// RunCaddyfile runs the built Caddy with a Caddyfile of the caller's whose
+// sites listen on 127.0.0.1:port, and waits until it answers there. Like
+// StartProcess, it stops Caddy when the test ends and prints its output
+// when the test failed.
+func RunCaddyfile(tb testing.TB, caddyfile string, port int) *Process {
+	tb.Helper()
 	dir := tb.TempDir()
 	p := &Process{
-		URL:     fmt.Sprintf("http://127.0.0.1:%d", s.Port),
-		Port:    s.Port,
-		Storage: s.Storage,
-		tb:      tb,
-		config:  filepath.Join(dir, "Caddyfile"),
-		xdg:     dir,
+		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
+		Port:   port,
+		tb:     tb,
+		config: filepath.Join(dir, "Caddyfile"),
+		xdg:    dir,
 	}
-	if err := os.WriteFile(p.config, []byte(cf), 0o600); err != nil {
+	if err := os.WriteFile(p.config, []byte(caddyfile), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	p.Start()
