@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -122,13 +121,8 @@ func newAssertionSigner(key *ecdsa.PrivateKey) (*assertionSigner, error) {
 // token with ten times the garbage, and every new session pays for it.
 func (a *assertionSigner) sign(issuer, sub, email string, acc *account, now time.Time) (assertion, error) {
 	as := assertion{exp: now.Add(assertionTTL).Unix()}
-	var scratch [512]byte
-	payload := appendAssertionPayload(scratch[:0], issuer, sub, email, acc, as.iat(), as.exp)
 	var text [1024]byte
-	input := append(text[:0], a.header...)
-	input = append(input, '.')
-	input = base64.RawURLEncoding.AppendEncode(input, payload)
-	digest := sha256.Sum256(input)
+	digest := sha256.Sum256(a.appendSigningInput(text[:0], issuer, sub, email, acc, &as))
 	r, s, err := ecdsa.Sign(rand.Reader, a.key, digest[:])
 	if err != nil {
 		return as, err
@@ -138,20 +132,22 @@ func (a *assertionSigner) sign(issuer, sub, email string, acc *account, now time
 	return as, nil
 }
 
-// encode returns the token text of a signed assertion. The payload is
-// rebuilt with the same encoder that made the signed bytes, so it is
-// byte-identical. One allocation: the returned string.
+// encode returns the token text of a signed assertion: its signing input
+// rebuilt by the same code that made the signed bytes, so byte-identical,
+// then the signature. One allocation: the returned string.
 func (a *assertionSigner) encode(issuer, sub, email string, acc *account, as *assertion) string {
-	var scratch [512]byte // the payload JSON; larger payloads spill to the heap
+	var text [1024]byte // larger tokens spill to the heap
+	tok := a.appendSigningInput(text[:0], issuer, sub, email, acc, as)
+	tok = append(tok, '.')
+	return string(base64.RawURLEncoding.AppendEncode(tok, as.sig[:]))
+}
+
+// appendSigningInput appends the JWS signing input of an assertion,
+// header "." payload, both base64url (RFC 7515 §5.1).
+func (a *assertionSigner) appendSigningInput(dst []byte, issuer, sub, email string, acc *account, as *assertion) []byte {
+	var scratch [512]byte // the payload JSON
 	payload := appendAssertionPayload(scratch[:0], issuer, sub, email, acc, as.iat(), as.exp)
-	enc := base64.RawURLEncoding
-	var b strings.Builder
-	b.Grow(len(a.header) + 1 + enc.EncodedLen(len(payload)) + 1 + enc.EncodedLen(es256SigSize))
-	b.WriteString(a.header)
-	b.WriteByte('.')
-	var text [1024]byte
-	b.Write(enc.AppendEncode(text[:0], payload))
-	b.WriteByte('.')
-	b.Write(enc.AppendEncode(text[:0], as.sig[:]))
-	return b.String()
+	dst = append(dst, a.header...)
+	dst = append(dst, '.')
+	return base64.RawURLEncoding.AppendEncode(dst, payload)
 }

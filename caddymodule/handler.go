@@ -25,7 +25,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	now := time.Now()
 	secure := h.secure(r)
 	e := h.shared.lookupSession(r, secure, now)
-	if e != nil && h.revoked(e) {
+	if e != nil && h.revoked(e, now) {
 		return h.serveRevoked(w, r, next, e)
 	}
 	if handled, err := h.interceptLogout(w, r, next, e); handled {
@@ -80,7 +80,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) activeSession(r *http.Request) *sessionEntry {
 	now := time.Now()
 	e := h.shared.lookupSession(r, h.secure(r), now)
-	if e == nil || e.s.Tenant() == "" || h.revoked(e) || h.identity(r, e, now) == nil {
+	if e == nil || e.s.Tenant() == "" || h.revoked(e, now) || h.identity(r, e, now) == nil {
 		return nil
 	}
 	return e

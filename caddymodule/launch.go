@@ -129,8 +129,9 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	// The browser already has a session of this user in this tenant: no
 	// round trip to K1. A session of another K1 user (login_hint names
 	// someone else) or another tenant starts a new login.
-	e := h.shared.lookupSession(r, h.secure(r), time.Now())
-	if e != nil && e.s.Tenant() != "" && !h.revoked(e) &&
+	now := time.Now()
+	e := h.shared.lookupSession(r, h.secure(r), now)
+	if e != nil && e.s.Tenant() != "" && !h.revoked(e, now) &&
 		(tenant == "" || tenant == e.s.Tenant()) &&
 		(hint == "" || !strings.Contains(hint, "@") || strings.EqualFold(hint, e.s.Email())) {
 		w.Header().Set("Cache-Control", "no-store")

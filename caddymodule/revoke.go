@@ -230,9 +230,9 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
 // revoked reports whether a session was ended by a logout (here, at K1 or
 // at another instance), or may have been while the store is out of reach.
 // It reads memory only.
-func (h *Handler) revoked(e *sessionEntry) bool {
+func (h *Handler) revoked(e *sessionEntry, now time.Time) bool {
 	rs := h.shared.revocations
-	return rs.matches(&e.s) || rs.stale(time.Now())
+	return rs.matches(&e.s) || rs.stale(now)
 }
 
 // serveRevoked answers a request whose session was revoked: its k1sso and

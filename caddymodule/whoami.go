@@ -22,7 +22,7 @@ type whoami struct {
 func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	e := h.shared.lookupSession(r, h.secure(r), now)
-	if e == nil || h.revoked(e) {
+	if e == nil || h.revoked(e, now) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no session"})
 		return nil
 	}

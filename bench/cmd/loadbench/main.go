@@ -261,11 +261,7 @@ func run() error {
 	}
 	sb := &setup{key: "b", name: "Caddy + k1sso (enforce)", url: "http://" + addrs["b"], procs: group{pb}}
 	setups["b"] = sb
-	cl := newClient()
-	if st, _, err := login(k1srv, cl, sb.url+"/.k1sso/login?rd=/", "bob", "Acme MSP", "bob-pass"); err != nil || st != http.StatusOK {
-		return fmt.Errorf("logging in through k1sso: status %d: %v", st, err)
-	}
-	if sb.cookie, err = cookieHeader(cl, sb.url, func(n string) bool { return n == "k1sso" }); err != nil {
+	if sb.cookie, err = k1ssoLogin(k1srv, sb.url); err != nil {
 		return err
 	}
 	// (a) gets the same Cookie header: a browser sends it either way, so
@@ -286,11 +282,7 @@ func run() error {
 		}
 		sB := &setup{key: "B", name: "Caddy + k1sso, baseline build", url: "http://" + addrs["B"], procs: group{pB}}
 		setups["B"] = sB
-		cl := newClient()
-		if st, _, err := login(k1srv, cl, sB.url+"/.k1sso/login?rd=/", "bob", "Acme MSP", "bob-pass"); err != nil || st != http.StatusOK {
-			return fmt.Errorf("logging in through the baseline k1sso: status %d: %v", st, err)
-		}
-		if sB.cookie, err = cookieHeader(cl, sB.url, func(n string) bool { return n == "k1sso" }); err != nil {
+		if sB.cookie, err = k1ssoLogin(k1srv, sB.url); err != nil {
 			return err
 		}
 		if err := checkAccess(sB.url, sB.cookie); err != nil {
@@ -435,6 +427,16 @@ func run() error {
 }
 
 type measureFunc func(*setup, wrkOpts) (sample, error)
+
+// k1ssoLogin logs bob in through the k1sso proxy at url, against k1dev,
+// and returns the Cookie header of his session.
+func k1ssoLogin(k1srv *k1dev.Server, url string) (string, error) {
+	cl := newClient()
+	if st, _, err := login(k1srv, cl, url+"/.k1sso/login?rd=/", "bob", "Acme MSP", "bob-pass"); err != nil || st != http.StatusOK {
+		return "", fmt.Errorf("logging in through k1sso at %s: status %d: %v", url, st, err)
+	}
+	return cookieHeader(cl, url, func(n string) bool { return n == "k1sso" })
+}
 
 func printMain(setups map[string]*setup, order []string) {
 	fmt.Println("| setup | req/s | p50 | p99 | CPU s / 10k req | peak RSS | wrk CPU s / 10k req |")
