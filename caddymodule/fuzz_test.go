@@ -244,7 +244,7 @@ func FuzzLogoutToken(f *testing.F) {
 			return
 		}
 		lt, err := p.verifierWithSkew(defaultClockSkew).VerifyLogout(context.Background(), raw)
-		if err != nil {
+		if err != nil || checkLogoutClaims(lt) != nil {
 			return
 		}
 		var c map[string]any
@@ -252,8 +252,14 @@ func FuzzLogoutToken(f *testing.F) {
 			t.Fatalf("accepted claims that are not a JSON object: %q", claims)
 		}
 		ev, _ := c["events"].(map[string]any)
-		if _, ok := ev["http://schemas.openid.net/event/backchannel-logout"]; !ok {
-			t.Fatalf("accepted a logout token without the logout event: %q", claims)
+		if _, ok := ev["http://schemas.openid.net/event/backchannel-logout"].(map[string]any); !ok {
+			t.Fatalf("accepted a logout token without the logout event object: %q", claims)
+		}
+		if sid, _ := c["sid"].(string); sid != lt.SessionID {
+			t.Fatalf("sid %q read from another member than sid: %q", lt.SessionID, claims)
+		}
+		if sub, _ := c["sub"].(string); sub != lt.Subject {
+			t.Fatalf("sub %q read from another member than sub: %q", lt.Subject, claims)
 		}
 		if _, ok := c["nonce"]; ok {
 			t.Fatalf("accepted a logout token with a nonce: %q", claims)

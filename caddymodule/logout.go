@@ -279,8 +279,12 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout)
 	defer cancel()
 	// go-oidc checks the signature (K1's keys, discovery's algorithms), iss,
-	// aud, exp, jti present, the events member, sub or sid, and no nonce.
+	// aud, exp, jti present, the events member, sub or sid, and no nonce;
+	// checkLogoutClaims holds the claim names to their exact spelling.
 	lt, err := p.verifierWithSkew(h.clockSkew()).VerifyLogout(ctx, raw)
+	if err == nil {
+		err = checkLogoutClaims(lt)
+	}
 	if err != nil {
 		h.logger.Info("back-channel logout refused", zap.Error(err))
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token is not valid")

@@ -168,6 +168,14 @@ func TestBackchannelLogoutTokenChecks(t *testing.T) {
 		{name: "wrong aud", edit: func(c map[string]any) { c["aud"] = "another-client" }},
 		{name: "missing events", edit: func(c map[string]any) { delete(c, "events") }},
 		{name: "wrong event", edit: func(c map[string]any) { c["events"] = map[string]any{"http://example.com/other": map[string]any{}} }},
+		{name: "event name in other case", edit: func(c map[string]any) {
+			c["events"] = map[string]any{"http://schemas.openid.net/event/backchannel-logoUt": map[string]any{}}
+		}},
+		{name: "Events capitalised", edit: func(c map[string]any) { c["Events"] = c["events"]; delete(c, "events") }},
+		{name: "event null", edit: func(c map[string]any) {
+			c["events"] = map[string]any{"http://schemas.openid.net/event/backchannel-logout": nil}
+		}},
+		{name: "SID for sid", edit: func(c map[string]any) { c["SID"] = c["sid"]; delete(c, "sid"); delete(c, "sub") }},
 		{name: "nonce present", edit: func(c map[string]any) { c["nonce"] = "n-0S6_WzA2Mj" }},
 		{name: "neither sub nor sid", edit: func(c map[string]any) { delete(c, "sub"); delete(c, "sid") }},
 		{name: "iat far future", edit: func(c map[string]any) { c["iat"] = time.Now().Add(time.Hour).Unix() }},
