@@ -131,6 +131,10 @@ func TestHostileOP(t *testing.T) {
 		{name: "nonce missing", b: hostileop.Behavior{Claims: del("nonce")}, status: 400},
 		{name: "nonce wrong", b: hostileop.Behavior{Claims: set("nonce", "not-the-nonce-we-sent")}, status: 400},
 		{name: "state mismatch", b: hostileop.Behavior{State: "forged-state-0123456789abcdef"}, status: 400},
+		// Claim names are case-sensitive: "Email" is not email, and go-oidc's
+		// case-blind decoding must not make it one.
+		{name: "Email for email", b: hostileop.Behavior{Claims: func(c map[string]any) { c["Email"] = c["email"]; delete(c, "email") }}, status: 400},
+		{name: "SUB for sub", b: hostileop.Behavior{Claims: func(c map[string]any) { c["SUB"] = c["sub"]; delete(c, "sub") }}, status: 400},
 		{name: "email_verified false", b: hostileop.Behavior{Claims: set("email_verified", false)}, status: 403},
 		{name: "email only from userinfo", b: hostileop.Behavior{Claims: del("email", "email_verified")}, status: 0},
 		{name: "userinfo sub differs", b: hostileop.Behavior{Claims: del("email", "email_verified"),

@@ -77,8 +77,8 @@ type idClaims struct {
 
 // verifyIDToken checks an ID token per OIDC Core §3.1.3.7: go-oidc checks
 // the signature against K1's JWKS with the algorithms from discovery (never
-// none), iss, aud and exp; this adds azp, iat, nonce, sub, email_verified
-// and, when configured, the second factor.
+// none), iss, aud and exp; this adds exact claim names, azp, iat, nonce,
+// sub, email_verified and, when configured, the second factor.
 func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce string, tok *oauth2.Token) (*idClaims, error) {
 	bad := func(reason string) error {
 		return fail(http.StatusBadRequest, reason, "Sign-in failed", "KaseyaOne's answer could not be verified, so you were not signed in.")
@@ -95,6 +95,9 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 			return nil, bad("id_token_expired")
 		}
 		return nil, bad("id_token_invalid")
+	}
+	if _, err := exactClaims(idt.Claims, idTokenClaimNames); err != nil {
+		return nil, bad("id_token_claim_names")
 	}
 	var c idClaims
 	if err := idt.Claims(&c); err != nil {
