@@ -35,8 +35,9 @@ type Instance struct {
 }
 
 // Start runs k1dev on 127.0.0.1 on a free port with cfg (nil means
-// k1dev.DefaultConfig()); the issuer is its URL. It stops when the test ends.
-func Start(tb testing.TB, cfg *k1dev.Config) *Instance {
+// k1dev.DefaultConfig()) and opts; the issuer is its URL. It stops when the
+// test ends.
+func Start(tb testing.TB, cfg *k1dev.Config, opts ...k1dev.Option) *Instance {
 	tb.Helper()
 	if cfg == nil {
 		cfg = k1dev.DefaultConfig()
@@ -46,7 +47,7 @@ func Start(tb testing.TB, cfg *k1dev.Config) *Instance {
 		tb.Fatalf("k1devtest: listening: %v", err)
 	}
 	u := "http://" + l.Addr().String()
-	srv, err := k1dev.New(u, cfg)
+	srv, err := k1dev.New(u, cfg, opts...)
 	if err != nil {
 		l.Close()
 		tb.Fatalf("k1devtest: starting k1dev: %v", err)
