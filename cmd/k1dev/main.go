@@ -80,7 +80,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "JSON config file (default: demo data)")
 	caFile := fs.String("ca-file", "", "PEM CA certificates back-channel logout calls trust")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseStatus(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "k1dev: unexpected argument %q\n", fs.Arg(0))
@@ -199,7 +199,7 @@ func totpCmd(args []string, stdout, stderr io.Writer) int {
 	user := fs.String("user", "", "username")
 	cfgPath := fs.String("config", "", "JSON config file (default: demo data)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseStatus(err)
 	}
 	if *user == "" {
 		fs.Usage()
@@ -227,6 +227,15 @@ func totpCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr)
 	return 1
+}
+
+// parseStatus is the exit status for a flag parsing error: 0 for -h, which
+// printed the usage as asked, else 2.
+func parseStatus(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }
 
 func loadConfig(path string) (*k1dev.Config, error) {

@@ -275,12 +275,13 @@ func TestCAFileFlag(t *testing.T) {
 	}
 }
 
-// TestUsage: unknown flags and stray arguments are refused with the usage.
+// TestUsage: unknown flags and stray arguments are refused with the usage;
+// -h prints it and succeeds.
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{{"-nope"}, {"serve"}} {
+	for args, want := range map[string]int{"-nope": 2, "serve": 2, "totp -nope": 2, "-h": 0, "totp -h": 0} {
 		var errOut bytes.Buffer
-		if code := run(context.Background(), args, &bytes.Buffer{}, &errOut); code != 2 {
-			t.Errorf("k1dev %s: exit %d, want 2 (%s)", strings.Join(args, " "), code, errOut.String())
+		if code := run(context.Background(), strings.Fields(args), &bytes.Buffer{}, &errOut); code != want || !strings.Contains(errOut.String(), "-ca-file") && args != "serve" {
+			t.Errorf("k1dev %s: exit %d, want %d; said %q", args, code, want, errOut.String())
 		}
 	}
 }
