@@ -73,6 +73,14 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
+	if h.shared.revocations.stale(time.Now()) {
+		// Who is signed in cannot be checked against revocations: a 503,
+		// not a sign-in that would come back here in a loop.
+		w.Header().Set("Retry-After", "5")
+		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Integration settings temporarily unavailable",
+			Message: "The session store is unreachable, so sign-ins cannot be checked right now. Please try again in a moment."})
+		return nil
+	}
 	n, _ := h.adminNonce(r)
 	viewer := h.adminViewer(r, n)
 	if r.Method != http.MethodPost {
@@ -136,7 +144,8 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, n adminNonce
 	tenants := h.adminTenants(viewer)
 	if len(tenants) == 0 {
 		h.page(w, r, http.StatusForbidden, pageData{Title: "Not a BMS administrator",
-			Message: "The KaseyaOne account " + viewer + " is not a BMS administrator of any tenant here, so it cannot see the KaseyaOne integration settings."})
+			Message: "The KaseyaOne account " + viewer + " is not a BMS administrator of any tenant here, so it cannot see the KaseyaOne integration settings.",
+			Links:   []pageLink{{Href: prefix + "logout", Text: "Sign out to use another KaseyaOne account"}}})
 		return
 	}
 	d := adminData{Title: "KaseyaOne integration", Action: prefix + "admin", Nonce: randomID(16), Wide: true, Viewer: viewer}
