@@ -104,9 +104,8 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 		}
 		ce.Write(zap.String("path", r.URL.Path), zap.String("reason", reason))
 	}
-	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "login": prefix + "login"})
+	if !isNavigation(r) {
+		unauthorized(w, "unauthorized", prefix+"login")
 		return nil
 	}
 	rd := r.URL.RequestURI()

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/k1sso/k1sso/internal/testenv"
 	"github.com/k1sso/k1sso/k1dev"
 )
 
@@ -77,7 +78,7 @@ func Start(tb testing.TB, cfg *k1dev.Config, opts ...k1dev.Option) *Instance {
 // (like a browser without JavaScript).
 func NewClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: testenv.Navigating{}}
 }
 
 // Login drives K1's two login forms with c: GET startURL (anything that ends

@@ -264,7 +264,27 @@ func DecodeSeen(tb testing.TB, resp *http.Response) Seen {
 // NoRedirect returns a client that keeps cookies in jar but does not follow
 // redirects.
 func NoRedirect(jar http.CookieJar) *http.Client {
-	return &http.Client{Jar: jar, Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+	return &http.Client{Jar: jar, Timeout: 15 * time.Second, Transport: Navigating{}, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
+}
+
+// Navigating is a RoundTripper that makes a GET or HEAD without an Accept
+// header look like a browser loading a page (Accept: text/html, ...), as the
+// proxy sends only navigations to K1 and answers everything else with 401.
+// Requests that set Accept or Sec-Fetch-Mode themselves are left alone. Base
+// is http.DefaultTransport when nil.
+type Navigating struct{ Base http.RoundTripper }
+
+// RoundTrip implements http.RoundTripper.
+func (n Navigating) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := n.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Accept") == "" && r.Header.Get("Sec-Fetch-Mode") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	}
+	return base.RoundTrip(r)
 }
