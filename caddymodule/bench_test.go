@@ -28,7 +28,7 @@ const benchUsers = "email,bms_user,tenant,tenant_name,roles\n" +
 
 // benchHandler is a handler with real codecs, cache, directory and signer,
 // and no Caddy around it.
-func benchHandler(b *testing.B) *Handler {
+func benchHandler(b testing.TB) *Handler {
 	b.Helper()
 	cfg := &config{cookieKeys: [][]byte{[]byte(strings.Repeat("s", 32))}}
 	cache, err := lru.New[cacheKey, *sessionEntry](sessionCacheSize)

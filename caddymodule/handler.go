@@ -24,7 +24,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	now := time.Now()
 	secure := h.secure(r)
-	e := h.shared.lookupSession(r, secure, now)
+	e := h.lookup(r, secure, now)
 	if e != nil && h.revoked(e, now) {
 		return h.serveRevoked(w, r, next, e)
 	}
@@ -34,6 +34,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if e != nil && e.s.Tenant() != "" {
 		if id := h.identity(r, e, now); id != nil {
 			h.setIdentity(r, e, id)
+			h.touch(w, r, e, now)
 			return h.nextInjected(w, r, next, e)
 		}
 	}
@@ -79,7 +80,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 // identity cannot bounce between login and target forever.
 func (h *Handler) activeSession(r *http.Request) *sessionEntry {
 	now := time.Now()
-	e := h.shared.lookupSession(r, h.secure(r), now)
+	e := h.lookup(r, h.secure(r), now)
 	if e == nil || e.s.Tenant() == "" || h.revoked(e, now) || h.identity(r, e, now) == nil {
 		return nil
 	}

@@ -27,12 +27,14 @@ type session struct {
 	AuthTime int64  `json:"at,omitempty"`  // when the user authenticated at K1
 	Issued   int64  `json:"ia"`            // unix seconds
 	Expires  int64  `json:"x"`             // unix seconds
+	Used     int64  `json:"u,omitempty"`   // last use, unix seconds (idle.go); 0: Issued
 }
 
 // sessionEntry is a decoded session in the cache.
 type sessionEntry struct {
 	s       cachedSession
 	derived atomic.Pointer[derived]
+	used    atomic.Uint32 // last use seen here, unix seconds (idle.go)
 }
 
 // cachedSession is the part of a session that requests read, packed into
@@ -162,6 +164,7 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 		return nil
 	}
 	e := &sessionEntry{s: c}
+	e.used.Store(uint32(max(sess.Used, sess.Issued)))
 	s.sessions.Add(key, e)
 	return e
 }

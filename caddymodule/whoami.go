@@ -21,7 +21,7 @@ type whoami struct {
 // serveWhoami answers the current identity, or 401 without a session.
 func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
-	e := h.shared.lookupSession(r, h.secure(r), now)
+	e := h.lookup(r, h.secure(r), now)
 	if e == nil || h.revoked(e, now) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no session"})
 		return nil
