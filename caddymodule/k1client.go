@@ -39,6 +39,7 @@ type k1Client struct {
 
 	mu       sync.Mutex
 	p        *k1Provider
+	loadedAt time.Time // when p was discovered (status, adminapi.go)
 	nextTry  time.Time
 	backoff  time.Duration
 	inflight chan struct{}
@@ -139,7 +140,7 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 		k.logger.Warn("KaseyaOne discovery failed; will retry",
 			zap.String("issuer", k.issuer), zap.Duration("retry_in", k.backoff), zap.Error(err))
 	} else {
-		k.p = p
+		k.p, k.loadedAt = p, time.Now()
 		k.backoff = 0
 		k.logger.Info("KaseyaOne discovery loaded", zap.String("issuer", k.issuer))
 	}
