@@ -39,9 +39,11 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the logger of the audit lines.
-func (a *adminAPI) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
+// Provision sets up the logger of the audit lines. The admin API gives
+// its modules a context without a module logger, so the logger is named
+// here.
+func (a *adminAPI) Provision(caddy.Context) error {
+	a.logger = caddy.Log().Named("admin.api.k1sso")
 	return nil
 }
 

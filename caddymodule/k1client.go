@@ -40,6 +40,7 @@ type k1Client struct {
 	mu       sync.Mutex
 	p        *k1Provider
 	loadedAt time.Time // when p was discovered (status, adminapi.go)
+	lastErr  error     // why the last discovery failed (login logs, diagnose.go)
 	nextTry  time.Time
 	backoff  time.Duration
 	inflight chan struct{}
@@ -137,6 +138,7 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 	if err != nil {
 		k.backoff = min(max(k.backoff*2, minBackoff.get()), maxBackoff.get())
 		k.nextTry = time.Now().Add(k.backoff)
+		k.lastErr = err
 		k.logger.Warn("KaseyaOne discovery failed; will retry",
 			zap.String("issuer", k.issuer), zap.Duration("retry_in", k.backoff), zap.Error(err))
 	} else {

@@ -154,6 +154,8 @@ type loginFailure struct {
 	title   string
 	message string
 	links   []pageLink
+	kind    string      // what kind of problem, for the page; "": from reason (diagnose.go)
+	log     []zap.Field // what K1 said or the network error; never a secret
 }
 
 func (f *loginFailure) Error() string { return f.reason }
@@ -172,7 +174,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			f = fail(http.StatusBadRequest, "internal", "Sign-in failed", "The sign-in could not be completed. Please try again.")
 			h.logger.Error("login failed", zap.Error(err))
 		}
-		fields := []zap.Field{zap.String("outcome", "failure"), zap.String("reason", f.reason)}
+		fields := append([]zap.Field{zap.String("outcome", "failure"), zap.String("reason", f.reason)}, f.log...)
 		if sess != nil {
 			fields = append(fields, zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
 		}
@@ -180,9 +182,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		h.metrics.login("failure", f.reason)
 		links := f.links
 		if links == nil {
-			links = []pageLink{{Href: prefix + "login", Text: "Sign in again"}}
+			links = []pageLink{signInAgain(st)} // diagnose.go
 		}
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: links})
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: problemDetail(f), Links: links})
 		return nil
 	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
@@ -238,17 +240,15 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	}
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+		f := fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+		f.log = h.shared.k1.lastErrorFields()
+		return nil, st, f
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			return nil, nil, fail(http.StatusBadRequest, "token_exchange_refused", "Sign-in failed", "KaseyaOne refused to complete the sign-in. Start a new sign-in.")
-		}
-		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne could not be reached to complete the sign-in.")
+		return nil, st, tokenFailure(err) // diagnose.go
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
