@@ -308,7 +308,7 @@ func TestAdminRevokeByEmail(t *testing.T) {
 	}
 	// A new login of bob works again: from the next second on, since the
 	// revocation covers sessions issued up to the second it was made in.
-	time.Sleep(time.Until(start.Truncate(time.Second).Add(time.Second)))
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
 	if got := sessionUser(t, b.URL, login(b.URL, "bob", "acme")); got != "bob" {
 		t.Errorf("bob's new session after the revoke: %q", got)
 	}
@@ -389,5 +389,24 @@ func TestFailedLoginLogsK1Error(t *testing.T) {
 	}
 	if strings.Contains(p.Output(), "wrong-secret") {
 		t.Error("the log holds the client secret")
+	}
+}
+
+// TestHelpAndSecret: `caddy help k1sso` lists the subcommands, and `caddy
+// k1sso secret` prints a fresh secret long enough for cookie_secret.
+func TestHelpAndSecret(t *testing.T) {
+	out, stderr, code := runCaddy(t, nil, "help", "k1sso")
+	if code != 0 {
+		t.Fatalf("caddy help k1sso: exit %d\n%s", code, stderr)
+	}
+	for _, sub := range []string{"check", "secret", "revoke", "status"} {
+		if !strings.Contains(out, "\n  "+sub+" ") {
+			t.Errorf("caddy help k1sso does not list %s:\n%s", sub, out)
+		}
+	}
+	a, _, _ := runCaddy(t, nil, "k1sso", "secret")
+	b, _, _ := runCaddy(t, nil, "k1sso", "secret")
+	if a = strings.TrimSpace(a); len(a) < 32 || a == strings.TrimSpace(b) {
+		t.Errorf("caddy k1sso secret printed %q and then %q", a, b)
 	}
 }
