@@ -168,3 +168,12 @@ func signInAgain(st *loginState) pageLink {
 	}
 	return pageLink{Href: href, Text: "Sign in again"}
 }
+
+// withCause adds the error behind a refusal to its log line. go-oidc's and
+// net/http's errors name URLs, issuers and audiences, never a token.
+func withCause(f *loginFailure, err error) *loginFailure {
+	if err != nil {
+		f.log = append(f.log, zap.String("error", err.Error()))
+	}
+	return f
+}
