@@ -23,8 +23,16 @@ type hostile struct {
 
 func newHostile(t *testing.T, options ...string) *hostile {
 	t.Helper()
-	h := &hostile{op: hostileop.Start(t), up: testenv.NewUpstream(t)}
-	h.s = testenv.Site{K1: h.op.URL, Upstream: h.up.URL, Users: testenv.DemoUsers(t), Options: options}
+	op := hostileop.Start(t)
+	return startHostile(t, op, op.URL, options...)
+}
+
+// startHostile runs Caddy with k1sso configured for issuer in front of an
+// OP the test has prepared (its discovery is fetched right after start).
+func startHostile(t *testing.T, op *hostileop.OP, issuer string, options ...string) *hostile {
+	t.Helper()
+	h := &hostile{op: op, up: testenv.NewUpstream(t)}
+	h.s = testenv.Site{K1: issuer, Upstream: h.up.URL, Users: testenv.DemoUsers(t), Options: options}
 	h.px = testenv.StartCaddy(t, h.s)
 	return h
 }
@@ -236,4 +244,35 @@ func TestHostileOPKeyRotation(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	_, resp = h.login(t)
 	h.accepted(t, resp)
+}
+
+// TestHostileOPIssuerTrailingSlash: an OP whose issuer ends in "/" (Ory
+// Hydra, Auth0), configured exactly as it publishes it, works: login,
+// K1-initiated login and front-channel logout with either spelling of iss,
+// and the launcher URL built from the issuer.
+func TestHostileOPIssuerTrailingSlash(t *testing.T) {
+	op := hostileop.Start(t)
+	op.SetIssuer(op.URL + "/")
+	h := startHostile(t, op, op.URL+"/")
+	_, resp := h.login(t)
+	h.accepted(t, resp)
+
+	nr := testenv.NoRedirect(nil)
+	for _, iss := range []string{op.URL + "/", op.URL} {
+		resp := get(t, nr, h.px.URL+"/.k1sso/initiate?"+url.Values{"iss": {iss}, "tenant": {"acme"}}.Encode())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), op.URL+"/authorize?") {
+			t.Errorf("initiate with iss %q: %d %q, want a redirect to the OP", iss, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		resp = get(t, nr, h.px.URL+"/.k1sso/frontchannel-logout?"+url.Values{"iss": {iss}, "sid": {"sid-1"}}.Encode())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("front-channel logout with iss %q: %d", iss, resp.StatusCode)
+		}
+	}
+	resp = get(t, nr, h.px.URL+"/.k1sso/launcher")
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); loc != op.URL+"/launcher" {
+		t.Errorf("launcher: %q, want %q", loc, op.URL+"/launcher")
+	}
 }

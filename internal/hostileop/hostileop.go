@@ -79,6 +79,7 @@ type OP struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
 	b        Behavior
+	issuer   string // published in discovery and signed into tokens
 	keys     []*key // published in the JWKS
 	current  *key   // signs ID tokens
 	codes    map[string]grant
@@ -130,7 +131,24 @@ func Start(tb testing.TB) *OP {
 	}))
 	tb.Cleanup(op.srv.Close)
 	op.URL = op.srv.URL
+	op.issuer = op.URL
 	return op
+}
+
+// SetIssuer changes the issuer the OP publishes in discovery and signs into
+// its tokens (default: URL), e.g. to URL+"/" as Ory Hydra and Auth0 do.
+// Endpoints stay under URL.
+func (op *OP) SetIssuer(iss string) {
+	op.mu.Lock()
+	op.issuer = iss
+	op.mu.Unlock()
+}
+
+// Issuer is the issuer the OP publishes.
+func (op *OP) Issuer() string {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.issuer
 }
 
 func newKey(tb testing.TB) *key {
@@ -193,7 +211,7 @@ func (op *OP) discovery(w http.ResponseWriter, r *http.Request) {
 		sleep(r, d)
 	}
 	writeJSON(w, map[string]any{
-		"issuer":                                op.URL,
+		"issuer":                                op.Issuer(),
 		"authorization_endpoint":                op.URL + "/authorize",
 		"token_endpoint":                        op.URL + "/token",
 		"userinfo_endpoint":                     op.URL + "/userinfo",
@@ -271,7 +289,7 @@ func (op *OP) token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	claims := map[string]any{
-		"iss":            op.URL,
+		"iss":            op.Issuer(),
 		"sub":            "k1|bob",
 		"aud":            ClientID,
 		"exp":            now.Add(5 * time.Minute).Unix(),
