@@ -276,3 +276,38 @@ func TestHostileOPIssuerTrailingSlash(t *testing.T) {
 		t.Errorf("launcher: %q, want %q", loc, op.URL+"/launcher")
 	}
 }
+
+// TestHostileOPIssuerMismatch: a configured issuer that is not exactly the
+// one the OP publishes (a "/" more or less, or another URL altogether) is a
+// configuration error that names both, not "KaseyaOne is unreachable".
+func TestHostileOPIssuerMismatch(t *testing.T) {
+	for _, tc := range []struct{ name, configured, published string }{
+		{name: "slash configured, none published", configured: "/", published: ""},
+		{name: "none configured, slash published", configured: "", published: "/"},
+		{name: "another issuer published", configured: "", published: "https://evil.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			op := hostileop.Start(t)
+			published := op.URL + tc.published
+			if strings.HasPrefix(tc.published, "https://") {
+				published = tc.published
+			}
+			op.SetIssuer(published)
+			configured := op.URL + tc.configured
+			h := startHostile(t, op, configured)
+			for i := 0; i < 2; i++ {
+				c, resp := h.login(t)
+				b := body(t, resp)
+				if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(b, "misconfigured") ||
+					!strings.Contains(b, "&#34;"+configured+"&#34;") || !strings.Contains(b, "&#34;"+published+"&#34;") ||
+					strings.Contains(b, "unreachable") {
+					t.Fatalf("login %d: got %d, want the misconfiguration page naming %q and %q: %.2000s", i, resp.StatusCode, configured, published, b)
+				}
+				if h.sessionCookie(c) != "" {
+					t.Fatal("a session cookie was set")
+				}
+			}
+			h.noIdentityUpstream(t)
+		})
+	}
+}

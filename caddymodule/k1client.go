@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,26 @@ var (
 // errK1Unavailable means K1's discovery could not be fetched (yet).
 var errK1Unavailable = errors.New("KaseyaOne is unreachable")
 
+// issuerMismatchError means K1's discovery document names another issuer
+// than the one configured: a configuration error, not an outage. The
+// strings are compared exactly (OIDC Discovery §4.3), so "https://k1/" and
+// "https://k1" differ.
+type issuerMismatchError struct {
+	configured string
+	published  string
+}
+
+func (e *issuerMismatchError) Error() string {
+	return fmt.Sprintf("issuer: configured as %q, but the discovery document at %s publishes %q; the issuer option must be exactly the issuer KaseyaOne publishes",
+		e.configured, discoveryURL(e.configured), e.published)
+}
+
+// discoveryURL is where discovery of issuer is fetched (go-oidc builds the
+// same URL).
+func discoveryURL(issuer string) string {
+	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+}
+
 // k1Client talks to KaseyaOne: discovery is fetched lazily and retried with
 // backoff, so Caddy starts and logged-in users keep working while K1 is down.
 type k1Client struct {
@@ -39,6 +61,7 @@ type k1Client struct {
 
 	mu       sync.Mutex
 	p        *k1Provider
+	failure  error // why the last discovery failed: errK1Unavailable or *issuerMismatchError
 	nextTry  time.Time
 	backoff  time.Duration
 	inflight chan struct{}
@@ -114,16 +137,17 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 			return nil, errK1Unavailable
 		}
 		k.mu.Lock()
-		p := k.p
+		p, failure := k.p, k.failure
 		k.mu.Unlock()
 		if p == nil {
-			return nil, errK1Unavailable
+			return nil, failure
 		}
 		return p, nil
 	}
 	if time.Now().Before(k.nextTry) {
+		failure := k.failure
 		k.mu.Unlock()
-		return nil, errK1Unavailable
+		return nil, failure
 	}
 	ch := make(chan struct{})
 	k.inflight = ch
@@ -133,20 +157,33 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 
 	k.mu.Lock()
 	k.inflight = nil
-	if err != nil {
+	var mismatch *issuerMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		// Retried, but only at the longest backoff: the OP's document may
+		// be corrected without a change here (a corrected Caddyfile gets a
+		// new client anyway), and once a minute costs K1 nothing.
+		k.failure, k.backoff = mismatch, maxBackoff.get()
+		k.nextTry = time.Now().Add(k.backoff)
+		k.logger.Error("KaseyaOne discovery names another issuer: check the issuer option",
+			zap.String("issuer", mismatch.configured), zap.String("published_issuer", mismatch.published),
+			zap.String("discovery_url", discoveryURL(k.issuer)), zap.Duration("retry_in", k.backoff))
+	case err != nil:
+		k.failure = errK1Unavailable
 		k.backoff = min(max(k.backoff*2, minBackoff.get()), maxBackoff.get())
 		k.nextTry = time.Now().Add(k.backoff)
 		k.logger.Warn("KaseyaOne discovery failed; will retry",
 			zap.String("issuer", k.issuer), zap.Duration("retry_in", k.backoff), zap.Error(err))
-	} else {
-		k.p = p
+	default:
+		k.p, k.failure = p, nil
 		k.backoff = 0
 		k.logger.Info("KaseyaOne discovery loaded", zap.String("issuer", k.issuer))
 	}
+	failure := k.failure
 	k.mu.Unlock()
 	close(ch)
 	if err != nil {
-		return nil, errK1Unavailable
+		return nil, failure
 	}
 	return p, nil
 }
@@ -155,6 +192,10 @@ func (k *k1Client) discover() (*k1Provider, error) {
 	ctx, cancel := context.WithTimeout(k.ctx, k1Timeout)
 	defer cancel()
 	prov, err := oidc.NewProvider(ctx, k.issuer)
+	var mismatch *oidc.IssuerMismatchError
+	if errors.As(err, &mismatch) {
+		return nil, &issuerMismatchError{configured: k.issuer, published: mismatch.Discovered}
+	}
 	if err != nil {
 		return nil, err
 	}

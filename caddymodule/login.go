@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -73,7 +74,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		h.k1Down(w, r)
+		h.k1Down(w, r, err)
 		return nil
 	}
 	secure := h.secure(r)
@@ -137,8 +138,13 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 	}
 }
 
-// k1Down answers a login that cannot reach K1.
-func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
+// k1Down answers a login whose discovery failed (err from k1Client.get):
+// K1 cannot be reached, or its discovery names another issuer.
+func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request, err error) {
+	if f := discoveryFailure(err); f.reason != "k1_unreachable" {
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail})
+		return
+	}
 	w.Header().Set("Retry-After", "30")
 	h.page(w, r, http.StatusServiceUnavailable, pageData{
 		Title:   "KaseyaOne is unreachable",
@@ -147,12 +153,28 @@ func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// discoveryFailure is the refusal of a login whose discovery failed (err
+// from k1Client.get). A configured issuer that K1 does not publish is the
+// administrator's to fix, and the page says so, with both issuers.
+func discoveryFailure(err error) *loginFailure {
+	var mismatch *issuerMismatchError
+	if !errors.As(err, &mismatch) {
+		return fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+	}
+	f := fail(http.StatusServiceUnavailable, "issuer_mismatch", "KaseyaOne sign-in is misconfigured",
+		"Sign-in through KaseyaOne is not possible until an administrator corrects the issuer setting of this proxy.")
+	f.detail = fmt.Sprintf("This proxy is configured with the issuer %q, but KaseyaOne's discovery document publishes the issuer %q. The two must be exactly the same.",
+		mismatch.configured, mismatch.published)
+	return f
+}
+
 // loginFailure is a refused login: what the user sees and what is logged.
 type loginFailure struct {
 	status  int
 	reason  string // stable, for logs and metrics
 	title   string
 	message string
+	detail  string // shown below the message
 	links   []pageLink
 }
 
@@ -182,7 +204,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		if links == nil {
 			links = []pageLink{{Href: prefix + "login", Text: "Sign in again"}}
 		}
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: links})
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail, Links: links})
 		return nil
 	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
@@ -238,7 +260,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	}
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+		return nil, nil, discoveryFailure(err)
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
 	defer cancel()
