@@ -233,6 +233,37 @@ func TestHostileOPReplayedCallback(t *testing.T) {
 	resp.Body.Close()
 }
 
+// TestHostileOPKeyRotationRightAfterLogin: the OP rotates its key
+// milliseconds after a login and signs the next one with the new key
+// (OpenID Foundation rp-key-rotation-op-sign-key): that login works, with
+// the default refetch interval, also right after a flood of logout tokens
+// with made-up kids, which cost K1 at most one JWKS fetch.
+func TestHostileOPKeyRotationRightAfterLogin(t *testing.T) {
+	h := newHostile(t)
+	_, resp := h.login(t)
+	h.accepted(t, resp)
+	h.op.Rotate(t)
+	_, resp = h.login(t)
+	h.accepted(t, resp)
+
+	before := h.op.JWKSHits()
+	for i := 0; i < 30; i++ {
+		if status, _, _ := postLogout(t, h.px.URL, h.op.LogoutToken(hostileop.Behavior{Sign: hostileop.SignUnknownKey}, "sid-1")); status != http.StatusBadRequest {
+			t.Fatalf("logout token %d with a made-up kid: %d, want 400", i, status)
+		}
+	}
+	if n := h.op.JWKSHits() - before; n > 1 {
+		t.Errorf("30 logout tokens with made-up kids made %d JWKS fetches, want at most 1", n)
+	}
+	h.op.Rotate(t)
+	_, resp = h.login(t)
+	h.accepted(t, resp)
+	// A logout token signed with the new key is verified at once too.
+	if status, _, body := postLogout(t, h.px.URL, h.op.LogoutToken(hostileop.Behavior{}, "sid-2")); status != http.StatusOK {
+		t.Errorf("logout token with the current key: %d %v", status, body)
+	}
+}
+
 // TestHostileOPKeyRotation: a new kid in the JWKS is fetched and accepted
 // without a restart.
 func TestHostileOPKeyRotation(t *testing.T) {
@@ -310,4 +341,35 @@ func TestHostileOPIssuerMismatch(t *testing.T) {
 			h.noIdentityUpstream(t)
 		})
 	}
+}
+
+// unusableJWKs are keys a JWKS may carry that k1sso cannot use: a key type
+// it does not know (post-quantum AKP), a curve it does not know, RSA
+// without its parameters, EC on an unknown curve, no kty at all, and
+// members that are not keys.
+var unusableJWKs = []map[string]any{
+	{"kty": "AKP", "alg": "ML-DSA-65", "kid": "pq-1", "use": "sig", "pub": "AAAA"},
+	{"kty": "OKP", "crv": "Ed448", "kid": "ed448-1", "x": "AAAA"},
+	{"kty": "RSA", "kid": "rsa-bad", "alg": "RS256", "n": "", "e": "AQAB"},
+	{"kty": "RSA", "kid": "rsa-bad-e", "alg": "RS256", "n": "AAAA", "e": "!!"},
+	{"kty": "EC", "crv": "P-192", "kid": "ec-192", "x": "AAAA", "y": "AAAA"},
+	{"kid": "no-kty", "use": "sig"},
+	{"kty": 42},
+}
+
+// TestHostileOPUnusableKeysInJWKS: keys k1sso cannot use are skipped (RFC
+// 7517 §5), the key that signed the token still works: for the first
+// login, after a rotation, and with a token without kid.
+func TestHostileOPUnusableKeysInJWKS(t *testing.T) {
+	op := hostileop.Start(t)
+	op.Set(hostileop.Behavior{ExtraJWKS: unusableJWKs})
+	h := startHostile(t, op, op.URL)
+	_, resp := h.login(t)
+	h.accepted(t, resp)
+	h.op.Rotate(t)
+	_, resp = h.login(t)
+	h.accepted(t, resp)
+	h.op.Set(hostileop.Behavior{ExtraJWKS: unusableJWKs, NoKid: true})
+	_, resp = h.login(t)
+	h.accepted(t, resp)
 }

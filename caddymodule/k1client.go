@@ -70,7 +70,6 @@ type k1Client struct {
 // k1Provider is what discovery yields.
 type k1Provider struct {
 	provider   *oidc.Provider
-	verifier   *oidc.IDTokenVerifier // with the default clock skew
 	keys       *keySet
 	issuer     string
 	clientID   string
@@ -78,10 +77,20 @@ type k1Provider struct {
 	algs       []string
 }
 
-// verifierWithSkew returns a verifier whose exp check allows skew: go-oidc
-// has no leeway for exp, so its clock is set back by skew.
+// verifierWithSkew returns the verifier of ID tokens whose exp check allows
+// skew: go-oidc has no leeway for exp, so its clock is set back by skew.
 func (p *k1Provider) verifierWithSkew(skew time.Duration) *oidc.IDTokenVerifier {
-	return oidc.NewVerifier(p.issuer, p.keys, &oidc.Config{
+	return p.newVerifier(p.keys.idTokens, skew)
+}
+
+// logoutVerifier is verifierWithSkew for back-channel logout tokens: the
+// same checks, but unknown kids in them draw on their own refetch budget.
+func (p *k1Provider) logoutVerifier(skew time.Duration) *oidc.IDTokenVerifier {
+	return p.newVerifier(p.keys.logoutTokens, skew)
+}
+
+func (p *k1Provider) newVerifier(keys oidc.KeySet, skew time.Duration) *oidc.IDTokenVerifier {
+	return oidc.NewVerifier(p.issuer, keys, &oidc.Config{
 		ClientID:             p.clientID,
 		SupportedSigningAlgs: p.algs,
 		Now:                  func() time.Time { return time.Now().Add(-skew) },
@@ -229,6 +238,5 @@ func (k *k1Client) discover() (*k1Provider, error) {
 		endSession: meta.EndSession,
 		algs:       algs,
 	}
-	p.verifier = p.verifierWithSkew(defaultClockSkew)
 	return p, nil
 }

@@ -280,7 +280,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	// go-oidc checks the signature (K1's keys, discovery's algorithms), iss,
 	// aud, exp, jti present, the events member, sub or sid, and no nonce;
 	// checkLogoutClaims holds the claim names to their exact spelling.
-	lt, err := p.verifierWithSkew(h.clockSkew()).VerifyLogout(ctx, raw)
+	lt, err := p.logoutVerifier(h.clockSkew()).VerifyLogout(ctx, raw)
 	if err == nil {
 		err = checkLogoutClaims(lt)
 	}
