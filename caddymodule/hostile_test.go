@@ -373,3 +373,46 @@ func TestHostileOPUnusableKeysInJWKS(t *testing.T) {
 	_, resp = h.login(t)
 	h.accepted(t, resp)
 }
+
+// TestHostileOPAuthorizationResponseIss: RFC 9207. When discovery
+// advertises authorization_response_iss_parameter_supported, the callback
+// must carry iss equal to the issuer (the mix-up defence); without the
+// flag an iss that is there must still match. Compared exactly.
+func TestHostileOPAuthorizationResponseIss(t *testing.T) {
+	iss := func(v string) hostileop.Behavior {
+		return hostileop.Behavior{Callback: func(q url.Values) { q.Set("iss", v) }}
+	}
+	for _, advertised := range []bool{true, false} {
+		op := hostileop.Start(t)
+		op.Set(hostileop.Behavior{Discovery: set("authorization_response_iss_parameter_supported", advertised)})
+		h := startHostile(t, op, op.URL)
+		missing := 0
+		if advertised {
+			missing = 400
+		}
+		for _, tc := range []struct {
+			name   string
+			b      hostileop.Behavior
+			status int // 0: accepted
+		}{
+			{name: "right iss", b: iss(op.URL)},
+			{name: "no iss", status: missing},
+			{name: "wrong iss", b: iss("http://evil.example"), status: 400},
+			{name: "iss with a slash more", b: iss(op.URL + "/"), status: 400},
+			{name: "empty iss", b: iss(""), status: 400},
+			{name: "two iss", b: hostileop.Behavior{Callback: func(q url.Values) { q["iss"] = []string{op.URL, "http://evil.example"} }}, status: 400},
+		} {
+			h.op.Set(tc.b)
+			h.up.Reset()
+			c, resp := h.login(t)
+			if tc.status == 0 {
+				h.accepted(t, resp)
+			} else {
+				h.refused(t, c, resp, tc.status)
+			}
+			if t.Failed() {
+				t.Fatalf("advertised %v, %s", advertised, tc.name)
+			}
+		}
+	}
+}

@@ -75,6 +75,8 @@ type k1Provider struct {
 	clientID   string
 	endSession string
 	algs       []string
+	// issParam: K1 puts iss in every authorization response (RFC 9207).
+	issParam bool
 }
 
 // verifierWithSkew returns the verifier of ID tokens whose exp check allows
@@ -212,6 +214,7 @@ func (k *k1Client) discover() (*k1Provider, error) {
 		JWKS       string   `json:"jwks_uri"`
 		EndSession string   `json:"end_session_endpoint"`
 		Algs       []string `json:"id_token_signing_alg_values_supported"`
+		IssParam   bool     `json:"authorization_response_iss_parameter_supported"`
 	}
 	if err := prov.Claims(&meta); err != nil {
 		return nil, err
@@ -237,6 +240,7 @@ func (k *k1Client) discover() (*k1Provider, error) {
 		clientID:   k.clientID,
 		endSession: meta.EndSession,
 		algs:       algs,
+		issParam:   meta.IssParam,
 	}
 	return p, nil
 }

@@ -262,6 +262,9 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	if err != nil {
 		return nil, nil, discoveryFailure(err)
 	}
+	if f := checkResponseIss(p, q); f != nil {
+		return nil, nil, f
+	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
@@ -307,6 +310,25 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		return sess, st, f
 	}
 	return sess, st, nil
+}
+
+// checkResponseIss is RFC 9207's mix-up defence, before the code goes
+// anywhere: an iss in the authorization response must be exactly the
+// issuer, and when K1 advertises that it always sends one, it must be
+// there.
+func checkResponseIss(p *k1Provider, q url.Values) *loginFailure {
+	iss, present := q["iss"]
+	switch {
+	case !present && !p.issParam:
+		return nil
+	case !present:
+		return fail(http.StatusBadRequest, "iss_missing", "Sign-in failed",
+			"KaseyaOne's answer did not say which KaseyaOne sent it, so you were not signed in. Start a new sign-in.")
+	case len(iss) != 1 || iss[0] != p.issuer:
+		return fail(http.StatusBadRequest, "iss_mismatch", "Sign-in failed",
+			"The sign-in answer came from another identity provider than the KaseyaOne this BMS trusts, so you were not signed in. Start a new sign-in.")
+	}
+	return nil
 }
 
 // loginStateFor finds and checks the login cookie of a callback's state.
