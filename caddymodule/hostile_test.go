@@ -384,7 +384,7 @@ func TestHostileOPAuthorizationResponseIss(t *testing.T) {
 	}
 	for _, advertised := range []bool{true, false} {
 		op := hostileop.Start(t)
-		op.Set(hostileop.Behavior{Discovery: set("authorization_response_iss_parameter_supported", advertised)})
+		op.SetDiscovery(set("authorization_response_iss_parameter_supported", advertised))
 		h := startHostile(t, op, op.URL)
 		missing := 0
 		if advertised {
@@ -414,5 +414,109 @@ func TestHostileOPAuthorizationResponseIss(t *testing.T) {
 				t.Fatalf("advertised %v, %s", advertised, tc.name)
 			}
 		}
+	}
+}
+
+// TestHostileOPRPChecks: what the OpenID Foundation's RP tests check
+// beyond TestHostileOP. The JOSE header cannot bring its own key (jwk) or
+// point at one (jku, x5u): those are never fetched, never trusted; a crit
+// extension k1sso does not implement is refused. An aud array of one with
+// azp, a token_type in any letter case and a token response without
+// expires_in are fine, also for the userinfo call that uses the token.
+func TestHostileOPRPChecks(t *testing.T) {
+	h := newHostile(t)
+	attacker := func(edit func(hdr map[string]any)) hostileop.Behavior {
+		return hostileop.Behavior{Sign: hostileop.SignAttackerKey, Header: edit}
+	}
+	tokenResp := func(edit func(r map[string]any)) hostileop.Behavior {
+		// The email comes from userinfo, which needs the access token.
+		return hostileop.Behavior{TokenResponse: edit, Claims: del("email", "email_verified")}
+	}
+	cases := []struct {
+		name   string
+		b      hostileop.Behavior
+		status int // 0: accepted
+	}{
+		{name: "unknown crit extension", b: hostileop.Behavior{Header: func(hdr map[string]any) {
+			hdr["crit"], hdr["http://example.com/must-understand"] = []string{"http://example.com/must-understand"}, true
+		}}, status: 400},
+		{name: "crit naming a registered header", b: hostileop.Behavior{Header: func(hdr map[string]any) { hdr["crit"] = []string{"kid"} }}, status: 400},
+		{name: "embedded jwk with its own kid", b: attacker(func(hdr map[string]any) { hdr["jwk"] = h.op.AttackerJWK() }), status: 400},
+		{name: "embedded jwk with the OP's kid", b: attacker(func(hdr map[string]any) {
+			hdr["jwk"], hdr["kid"] = h.op.AttackerJWK(), h.op.CurrentKid()
+		}), status: 400},
+		{name: "jku to the attacker's keys", b: attacker(func(hdr map[string]any) { hdr["jku"] = h.op.AttackerURL() + "jwks" }), status: 400},
+		{name: "x5u to the attacker's certificate", b: attacker(func(hdr map[string]any) { hdr["x5u"] = h.op.AttackerURL() + "cert.pem" }), status: 400},
+		{name: "jku to the attacker with the OP's kid", b: attacker(func(hdr map[string]any) {
+			hdr["jku"], hdr["kid"] = h.op.AttackerURL()+"jwks", h.op.CurrentKid()
+		}), status: 400},
+		{name: "aud array of one with azp", b: hostileop.Behavior{Claims: func(c map[string]any) {
+			c["aud"], c["azp"] = []string{hostileop.ClientID}, hostileop.ClientID
+		}}},
+		{name: "aud array of one without azp", b: hostileop.Behavior{Claims: set("aud", []string{hostileop.ClientID})}},
+		{name: "token_type bearer", b: tokenResp(func(r map[string]any) { r["token_type"] = "bearer" })},
+		{name: "token_type BEARER", b: tokenResp(func(r map[string]any) { r["token_type"] = "BEARER" })},
+		{name: "no expires_in", b: tokenResp(func(r map[string]any) { delete(r, "expires_in") })},
+		{name: "userinfo without sub", b: hostileop.Behavior{Claims: del("email", "email_verified"), UserInfo: del("sub")}, status: 400},
+		{name: "userinfo email unverified", b: hostileop.Behavior{Claims: del("email", "email_verified"), UserInfo: set("email_verified", false)}, status: 403},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h.op.Set(tc.b)
+			defer h.op.Set(hostileop.Behavior{})
+			h.up.Reset()
+			c, resp := h.login(t)
+			if tc.status == 0 {
+				h.accepted(t, resp)
+			} else {
+				h.refused(t, c, resp, tc.status)
+			}
+		})
+	}
+	if n := h.op.AttackerHits(); n != 0 {
+		t.Errorf("the attacker's jku or x5u was fetched %d times", n)
+	}
+}
+
+// TestHostileOPSigningAlgs: the ID token's alg must be one discovery's
+// id_token_signing_alg_values_supported names (RS256 when the field is
+// absent); none and HMAC never count. An OP that advertises no algorithm
+// k1sso accepts is a configuration error, not an outage.
+func TestHostileOPSigningAlgs(t *testing.T) {
+	const algs = "id_token_signing_alg_values_supported"
+	for _, tc := range []struct {
+		name     string
+		discover func(d map[string]any)
+		rs, ps   int // status of an RS256 and a PS256 login; 0: accepted
+	}{
+		{name: "PS256 only", discover: set(algs, []string{"PS256"}), rs: 400},
+		{name: "RS256 only", discover: set(algs, []string{"RS256"}), ps: 400},
+		{name: "both", discover: set(algs, []string{"PS256", "RS256"})},
+		{name: "absent: RS256", discover: del(algs), ps: 400},
+		{name: "none and HS256 only", discover: set(algs, []string{"none", "HS256"}), rs: 503, ps: 503},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			op := hostileop.Start(t)
+			op.SetDiscovery(tc.discover)
+			h := startHostile(t, op, op.URL)
+			for _, s := range []struct {
+				sign   hostileop.Signing
+				status int
+			}{{hostileop.SignRS256, tc.rs}, {hostileop.SignPS256, tc.ps}} {
+				h.op.Set(hostileop.Behavior{Sign: s.sign})
+				h.up.Reset()
+				c, resp := h.login(t)
+				switch s.status {
+				case 0:
+					h.accepted(t, resp)
+				case 503:
+					if b := body(t, resp); resp.StatusCode != 503 || !strings.Contains(b, "misconfigured") || !strings.Contains(b, algs) {
+						t.Errorf("sign %d: got %d at %s, want the misconfiguration page naming %s", s.sign, resp.StatusCode, resp.Request.URL.Path, algs)
+					}
+				default:
+					h.refused(t, c, resp, s.status)
+				}
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,10 +30,18 @@ var (
 // errK1Unavailable means K1's discovery could not be fetched (yet).
 var errK1Unavailable = errors.New("KaseyaOne is unreachable")
 
+// misconfiguration is a discovery that succeeded but cannot be used: a
+// mistake in the configuration or in K1's discovery document, not an
+// outage. detail says what is wrong, for the administrator.
+type misconfiguration interface {
+	error
+	reason() string // for logs and metrics
+	detail() string
+}
+
 // issuerMismatchError means K1's discovery document names another issuer
-// than the one configured: a configuration error, not an outage. The
-// strings are compared exactly (OIDC Discovery §4.3), so "https://k1/" and
-// "https://k1" differ.
+// than the one configured. The strings are compared exactly (OIDC
+// Discovery §4.3), so "https://k1/" and "https://k1" differ.
 type issuerMismatchError struct {
 	configured string
 	published  string
@@ -42,6 +51,27 @@ func (e *issuerMismatchError) Error() string {
 	return fmt.Sprintf("issuer: configured as %q, but the discovery document at %s publishes %q; the issuer option must be exactly the issuer KaseyaOne publishes",
 		e.configured, discoveryURL(e.configured), e.published)
 }
+
+func (e *issuerMismatchError) reason() string { return "issuer_mismatch" }
+
+func (e *issuerMismatchError) detail() string {
+	return fmt.Sprintf("This proxy is configured with the issuer %q, but KaseyaOne's discovery document publishes the issuer %q. The two must be exactly the same.",
+		e.configured, e.published)
+}
+
+// discoveryError is a discovery document k1sso cannot work with.
+type discoveryError struct{ problem string }
+
+func (e *discoveryError) Error() string  { return "discovery: " + e.problem }
+func (e *discoveryError) reason() string { return "discovery_invalid" }
+func (e *discoveryError) detail() string {
+	return "KaseyaOne's discovery document cannot be used: " + e.problem + "."
+}
+
+// signingAlgs are the ID token algorithms k1sso accepts when discovery
+// advertises them: go-oidc's asymmetric ones. Never none, never HMAC (its
+// key would be the client secret, or a public key misused).
+var signingAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
 
 // discoveryURL is where discovery of issuer is fetched (go-oidc builds the
 // same URL).
@@ -61,7 +91,7 @@ type k1Client struct {
 
 	mu       sync.Mutex
 	p        *k1Provider
-	failure  error // why the last discovery failed: errK1Unavailable or *issuerMismatchError
+	failure  error // why the last discovery failed: errK1Unavailable or a misconfiguration
 	nextTry  time.Time
 	backoff  time.Duration
 	inflight chan struct{}
@@ -168,17 +198,21 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 
 	k.mu.Lock()
 	k.inflight = nil
-	var mismatch *issuerMismatchError
+	var mc misconfiguration
 	switch {
-	case errors.As(err, &mismatch):
+	case errors.As(err, &mc):
 		// Retried, but only at the longest backoff: the OP's document may
 		// be corrected without a change here (a corrected Caddyfile gets a
 		// new client anyway), and once a minute costs K1 nothing.
-		k.failure, k.backoff = mismatch, maxBackoff.get()
+		k.failure, k.backoff = mc, maxBackoff.get()
 		k.nextTry = time.Now().Add(k.backoff)
-		k.logger.Error("KaseyaOne discovery names another issuer: check the issuer option",
-			zap.String("issuer", mismatch.configured), zap.String("published_issuer", mismatch.published),
-			zap.String("discovery_url", discoveryURL(k.issuer)), zap.Duration("retry_in", k.backoff))
+		fields := []zap.Field{zap.String("issuer", k.issuer), zap.String("discovery_url", discoveryURL(k.issuer)),
+			zap.String("reason", mc.reason()), zap.Duration("retry_in", k.backoff), zap.Error(mc)}
+		var mismatch *issuerMismatchError
+		if errors.As(mc, &mismatch) {
+			fields = append(fields, zap.String("published_issuer", mismatch.published))
+		}
+		k.logger.Error("KaseyaOne discovery cannot be used: check the issuer option and KaseyaOne's discovery document", fields...)
 	case err != nil:
 		k.failure = errK1Unavailable
 		k.backoff = min(max(k.backoff*2, minBackoff.get()), maxBackoff.get())
@@ -219,17 +253,18 @@ func (k *k1Client) discover() (*k1Provider, error) {
 	if err := prov.Claims(&meta); err != nil {
 		return nil, err
 	}
-	algs := make([]string, 0, len(meta.Algs))
-	for _, a := range meta.Algs {
-		if a != "none" && a != "" && a[0] != 'H' { // never none, never HMAC with a public key
-			algs = append(algs, a)
+	// An ID token's alg must be one K1 advertises (OIDC Core §3.1.3.7);
+	// without the list, RS256 (OIDC Discovery §3).
+	algs := []string{oidc.RS256}
+	if meta.Algs != nil {
+		algs = slices.DeleteFunc(slices.Clone(meta.Algs), func(a string) bool { return !slices.Contains(signingAlgs, a) })
+		if len(algs) == 0 {
+			return nil, &discoveryError{problem: fmt.Sprintf("id_token_signing_alg_values_supported %q names no algorithm k1sso accepts (%s)",
+				meta.Algs, strings.Join(signingAlgs, ", "))}
 		}
 	}
-	if len(algs) == 0 {
-		algs = []string{oidc.RS256}
-	}
 	if meta.JWKS == "" {
-		return nil, errors.New("discovery has no jwks_uri")
+		return nil, &discoveryError{problem: "it has no jwks_uri"}
 	}
 	// Our own key set, not go-oidc's RemoteKeySet: that one refetches on
 	// every unknown kid without a rate limit.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -154,17 +153,17 @@ func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // discoveryFailure is the refusal of a login whose discovery failed (err
-// from k1Client.get). A configured issuer that K1 does not publish is the
-// administrator's to fix, and the page says so, with both issuers.
+// from k1Client.get). A misconfiguration (such as a configured issuer that
+// K1 does not publish) is the administrator's to fix, and the page says
+// what it is.
 func discoveryFailure(err error) *loginFailure {
-	var mismatch *issuerMismatchError
-	if !errors.As(err, &mismatch) {
+	var mc misconfiguration
+	if !errors.As(err, &mc) {
 		return fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
 	}
-	f := fail(http.StatusServiceUnavailable, "issuer_mismatch", "KaseyaOne sign-in is misconfigured",
-		"Sign-in through KaseyaOne is not possible until an administrator corrects the issuer setting of this proxy.")
-	f.detail = fmt.Sprintf("This proxy is configured with the issuer %q, but KaseyaOne's discovery document publishes the issuer %q. The two must be exactly the same.",
-		mismatch.configured, mismatch.published)
+	f := fail(http.StatusServiceUnavailable, mc.reason(), "KaseyaOne sign-in is misconfigured",
+		"Sign-in through KaseyaOne is not possible until an administrator corrects the KaseyaOne settings of this proxy.")
+	f.detail = mc.detail()
 	return f
 }
 

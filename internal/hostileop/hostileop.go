@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,9 +84,6 @@ type Behavior struct {
 	// Callback edits the parameters the authorize endpoint sends back
 	// (e.g. adds iss).
 	Callback func(v url.Values)
-	// Discovery edits the discovery document. k1sso fetches it once, right
-	// after start: set it before Caddy starts.
-	Discovery func(d map[string]any)
 	// ExtraJWKS are published in the JWKS before the signing keys, as they
 	// are (e.g. keys of a type k1sso does not know).
 	ExtraJWKS []map[string]any
@@ -99,10 +97,12 @@ type OP struct {
 	mu       sync.Mutex
 	b        Behavior
 	issuer   string // published in discovery and signed into tokens
+	discEdit func(d map[string]any)
 	keys     []*key // published in the JWKS
 	current  *key   // signs ID tokens
 	attacker *key   // never published in the JWKS; made on first use
 	codes    map[string]grant
+	tokens   map[string]bool // access tokens issued, for userinfo
 	down     atomic.Bool
 	jwksHits atomic.Int64
 	discHits atomic.Int64
@@ -124,7 +124,7 @@ type grant struct {
 // correctly until Set says otherwise.
 func Start(tb testing.TB) *OP {
 	tb.Helper()
-	op := &OP{codes: map[string]grant{}}
+	op := &OP{codes: map[string]grant{}, tokens: map[string]bool{}}
 	op.current = newKey(tb)
 	op.keys = []*key{op.current}
 	mux := http.NewServeMux()
@@ -163,6 +163,15 @@ func Start(tb testing.TB) *OP {
 func (op *OP) SetIssuer(iss string) {
 	op.mu.Lock()
 	op.issuer = iss
+	op.mu.Unlock()
+}
+
+// SetDiscovery edits the discovery document from now on (Set leaves it
+// alone). k1sso fetches discovery once, right after start: call it before
+// Caddy starts.
+func (op *OP) SetDiscovery(edit func(d map[string]any)) {
+	op.mu.Lock()
+	op.discEdit = edit
 	op.mu.Unlock()
 }
 
@@ -221,6 +230,13 @@ func (op *OP) DiscoveryHits() int64 { return op.discHits.Load() }
 
 // TokenHits counts token requests.
 func (op *OP) TokenHits() int64 { return op.tokHits.Load() }
+
+// CurrentKid is the kid of the key the OP signs with.
+func (op *OP) CurrentKid() string {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.current.kid
+}
 
 // AttackerHits counts requests under AttackerURL: a relying party that
 // follows jku or x5u headers fetches from there.
@@ -304,8 +320,11 @@ func (op *OP) discovery(w http.ResponseWriter, r *http.Request) {
 		"id_token_signing_alg_values_supported": []string{"RS256", "none", "HS256"},
 		"code_challenge_methods_supported":      []string{"S256"},
 	}
-	if b.Discovery != nil {
-		b.Discovery(d)
+	op.mu.Lock()
+	edit := op.discEdit
+	op.mu.Unlock()
+	if edit != nil {
+		edit(d)
 	}
 	writeJSON(w, d)
 }
@@ -395,8 +414,12 @@ func (op *OP) token(w http.ResponseWriter, r *http.Request) {
 	if b.Claims != nil {
 		b.Claims(claims)
 	}
+	at := "at-" + rand32()
+	op.mu.Lock()
+	op.tokens[at] = true
+	op.mu.Unlock()
 	resp := map[string]any{
-		"access_token": "at-" + rand32(),
+		"access_token": at,
 		"token_type":   "Bearer",
 		"expires_in":   300,
 		"id_token":     op.sign(claims, b),
@@ -407,7 +430,19 @@ func (op *OP) token(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, resp)
 }
 
+// userinfo answers a request with an access token the token endpoint
+// issued, as "Authorization: Bearer" (RFC 6750 §2.1; the scheme in any
+// letter case).
 func (op *OP) userinfo(w http.ResponseWriter, r *http.Request) {
+	scheme, at, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	op.mu.Lock()
+	ok := op.tokens[at]
+	op.mu.Unlock()
+	if !strings.EqualFold(scheme, "bearer") || !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, "invalid token", http.StatusUnauthorized)
+		return
+	}
 	c := map[string]any{"sub": "k1|bob", "email": "bob@acme.example", "email_verified": true}
 	if f := op.behavior().UserInfo; f != nil {
 		f(c)
