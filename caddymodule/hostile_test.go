@@ -306,6 +306,13 @@ func TestHostileOPIssuerTrailingSlash(t *testing.T) {
 	if loc := resp.Header.Get("Location"); loc != op.URL+"/launcher" {
 		t.Errorf("launcher: %q, want %q", loc, op.URL+"/launcher")
 	}
+	// A logout token's iss is a signed claim: exactly the issuer.
+	if status, _, body := postLogout(t, h.px.URL, op.LogoutToken(hostileop.Behavior{}, "sid-1")); status != http.StatusOK {
+		t.Errorf("logout token with iss %q: %d %v", op.Issuer(), status, body)
+	}
+	if status, _, _ := postLogout(t, h.px.URL, op.LogoutToken(hostileop.Behavior{Claims: set("iss", op.URL)}, "sid-1")); status != http.StatusBadRequest {
+		t.Errorf("logout token with iss %q (no slash): %d, want 400", op.URL, status)
+	}
 }
 
 // TestHostileOPIssuerMismatch: a configured issuer that is not exactly the
