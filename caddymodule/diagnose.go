@@ -131,7 +131,7 @@ func problemOf(f *loginFailure) string {
 		return problemStore
 	case r == "integration_off" || r == "company_mismatch" || r == "not_tenant_admin":
 		return problemNotAllowed
-	case r == "no_id_token" || r == "azp_missing" || r == "azp_mismatch":
+	case r == "no_id_token" || r == "azp_missing" || r == "azp_mismatch" || r == "iss_missing" || r == "iss_mismatch":
 		return problemConfig
 	case strings.HasPrefix(r, "k1_error_") && configErrors[strings.TrimPrefix(r, "k1_error_")]:
 		return problemConfig
@@ -140,8 +140,15 @@ func problemOf(f *loginFailure) string {
 }
 
 // problemDetail says on the user's page what kind of problem stopped the
-// sign-in and who can fix it.
+// sign-in and who can fix it, after the failure's own detail.
 func problemDetail(f *loginFailure) string {
+	if f.detail != "" {
+		return f.detail + " " + problemNote(f)
+	}
+	return problemNote(f)
+}
+
+func problemNote(f *loginFailure) string {
 	switch problemOf(f) {
 	case problemConfig:
 		return "This is a configuration problem between this site and KaseyaOne: signing in again will not help. Please tell your administrator (the proxy's log has the details)."
