@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // SetReauthWindow sets how recent the K1 sign-in that changes an integration
@@ -15,3 +17,10 @@ func SetReauthWindow(d time.Duration) (restore func()) {
 // SetLifecycleUnit sets the shortest idle timeout and the cookie re-issue
 // interval for the handlers provisioned until the test ends.
 func SetLifecycleUnit(tb testing.TB, d time.Duration) { setVar(tb, &lifecycleUnit, d) }
+
+// StreamsClosed is streams_closed_total{reason} of this process.
+func StreamsClosed(reason string) float64 {
+	var m dto.Metric
+	_ = streamsClosed.WithLabelValues(reason).Write(&m)
+	return m.GetCounter().GetValue()
+}

@@ -38,6 +38,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if id := h.identity(r, e, now); id != nil {
 			h.setIdentity(r, e, id)
 			h.touch(w, r, e, now)
+			if isStreamRequest(r) {
+				return h.serveStream(w, r, next, e)
+			}
 			return h.nextInjected(w, r, next, e)
 		}
 	}

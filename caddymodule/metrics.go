@@ -88,7 +88,8 @@ func newMetrics() *metrics {
 
 // collectors lists the collectors for registration.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.logins, m.logouts, m.revoked, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected}
+	return []prometheus.Collector{m.logins, m.logouts, m.revoked, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected,
+		streamsOpen, streamsClosed} // streams.go
 }
 
 // provisionMetrics registers the collectors into the config's metrics
