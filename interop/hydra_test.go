@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // The user our login app accepts at Hydra, and what the consent app puts
