@@ -15,7 +15,7 @@ all: build
 demo:
 	$(GO) run ./cmd/demo
 
-## deps: install the missing system packages (chromium, redis-server, wrk, ca-certificates)
+## deps: install the missing system packages (chromium, redis-server, wrk, ca-certificates, gcc)
 deps:
 	scripts/deps.sh
 
