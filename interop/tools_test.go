@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ func TestMain(m *testing.M) {
 	hydraTool.start(ctx)
 	code := m.Run()
 	cancel() // a build still running when the tests are done is not needed
+	<-hydraTool.done
 	stopHydra()
 	os.Exit(code)
 }
@@ -82,9 +84,10 @@ func (tl *tool) build(ctx context.Context) (string, error) {
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "go", "build", "-tags", tl.tags, "-ldflags", "-s -w", "-o", tmp.Name(), tl.pkg)
 	cmd.Dir = dir
-	// go build stops its compilers itself on an interrupt.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
+	// Its own process group, so that a cancelled build ends with its
+	// compilers instead of leaving them running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cgo := "0"
 	if tl.cgo {
 		cgo = "1"
