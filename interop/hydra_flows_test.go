@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 )
@@ -104,6 +105,9 @@ func TestHydraRPInitiatedLogout(t *testing.T) {
 	if status, _ := whoami(t, c, px); status != http.StatusUnauthorized {
 		t.Fatalf("whoami after logout: %d, want 401", status)
 	}
+	// Hydra also sends its logout token to the client that logged out;
+	// let it arrive before the proxy stops.
+	waitRelayed(h)
 	// BMS saw its logout as the user.
 	var sawLogout bool
 	for _, s := range px.up.Requests() {
@@ -138,6 +142,13 @@ func TestHydraBackChannelLogout(t *testing.T) {
 	if len(lo) != 1 || lo[0].RPInitiated || lo[0].Subject != hydraSubject {
 		t.Fatalf("hydra's logout requests: %+v; want one logout of %s at the OP", lo, hydraSubject)
 	}
+	bc := waitRelayed(h)
+	if len(bc) != 1 {
+		t.Fatalf("hydra sent %d back-channel logouts, want 1", len(bc))
+	}
+	if bc[0].Status != http.StatusOK {
+		t.Fatalf("the proxy answered hydra's logout token (claims %v) with %d %s", bc[0].Claims, bc[0].Status, bc[0].Answer)
+	}
 	waitSignedOut(t, c, px)
 
 	// The upstream gets no identity from the old cookie.
@@ -146,5 +157,18 @@ func TestHydraBackChannelLogout(t *testing.T) {
 	s := readSeen(t, resp)
 	if s.Header.Get("X-Bms-User") != "" {
 		t.Fatalf("after the back-channel logout the upstream still got X-BMS-User %q", s.Header.Get("X-Bms-User"))
+	}
+}
+
+// waitRelayed waits (up to 10 s) for Hydra's first back-channel logout
+// and returns those relayed so far.
+func waitRelayed(h *hydraOP) []relayed {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bc := h.app.Relayed()
+		if len(bc) > 0 || time.Now().After(deadline) {
+			return bc
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -168,9 +171,12 @@ func stopHydra() {
 
 // registerClient (re)creates the proxy's client through the admin API:
 // client_id and secret as testenv's sites use, and the redirect,
-// post-logout and back-channel logout URIs of the proxy at base.
+// post-logout and back-channel logout URIs of the proxy at base. The
+// back-channel URI is our app's relay to the proxy's, which records what
+// Hydra sent and what the proxy answered.
 func (h *hydraOP) registerClient(t *testing.T, base string) {
 	t.Helper()
+	h.app.setRelay(base + "/.k1sso/backchannel-logout")
 	req, _ := http.NewRequest(http.MethodDelete, h.Admin+"/admin/clients/bms-proxy", nil)
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
@@ -185,7 +191,7 @@ func (h *hydraOP) registerClient(t *testing.T, base string) {
 		"token_endpoint_auth_method":          "client_secret_basic",
 		"redirect_uris":                       []string{base + "/.k1sso/callback"},
 		"post_logout_redirect_uris":           []string{base + "/login"},
-		"backchannel_logout_uri":              base + "/.k1sso/backchannel-logout",
+		"backchannel_logout_uri":              h.app.URL + "/backchannel-logout",
 		"backchannel_logout_session_required": true,
 	}
 	var created map[string]any
@@ -233,6 +239,16 @@ type hydraApp struct {
 
 	mu      sync.Mutex
 	logouts []hydraLogout
+	relayTo string
+	relayed []relayed
+}
+
+// relayed is one back-channel logout Hydra sent: the names of its logout
+// token's claims (read, not verified) and the proxy's answer.
+type relayed struct {
+	Claims []string
+	Status int
+	Answer string
 }
 
 // hydraLogout is a logout request as Hydra's admin API describes it.
@@ -261,6 +277,7 @@ func newHydraApp(admin string) *hydraApp {
 	mux.HandleFunc("POST /login", a.loginSubmit)
 	mux.HandleFunc("GET /consent", a.consent)
 	mux.HandleFunc("GET /logout", a.logout)
+	mux.HandleFunc("POST /backchannel-logout", a.relay)
 	a.srv = httptest.NewServer(mux)
 	a.URL = a.srv.URL
 	return a
@@ -268,8 +285,74 @@ func newHydraApp(admin string) *hydraApp {
 
 func (a *hydraApp) reset() {
 	a.mu.Lock()
-	a.logouts = nil
+	a.logouts, a.relayed = nil, nil
 	a.mu.Unlock()
+}
+
+func (a *hydraApp) setRelay(to string) {
+	a.mu.Lock()
+	a.relayTo = to
+	a.mu.Unlock()
+}
+
+// Relayed returns the back-channel logouts relayed so far in this test.
+func (a *hydraApp) Relayed() []relayed {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]relayed(nil), a.relayed...)
+}
+
+// relay passes Hydra's back-channel logout on to the proxy unchanged and
+// answers with the proxy's status.
+func (a *hydraApp) relay(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	to := a.relayTo
+	a.mu.Unlock()
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	rec := relayed{Claims: claimNames(r.PostForm.Get("logout_token"))}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.PostForm(to, r.PostForm)
+	if err != nil {
+		rec.Answer = err.Error()
+	} else {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		rec.Status, rec.Answer = resp.StatusCode, string(b)
+	}
+	a.mu.Lock()
+	a.relayed = append(a.relayed, rec)
+	a.mu.Unlock()
+	if rec.Status == 0 {
+		http.Error(w, "proxy unreachable", http.StatusBadGateway)
+		return
+	}
+	w.WriteHeader(rec.Status)
+}
+
+// claimNames lists the claim names of a JWT's payload, sorted (the token
+// is not verified: this is for the test's messages only).
+func claimNames(jwt string) []string {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Logouts returns the logout requests accepted so far in this test.
