@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +28,8 @@ type tool struct {
 	tags string // build tags
 	cgo  bool   // CGO_ENABLED=1 (Hydra's in-memory database is SQLite)
 
+	ctx  context.Context // cancelled when the tests are done
+	once sync.Once
 	done chan struct{}
 	path string
 	err  error
@@ -33,28 +39,49 @@ type tool struct {
 // DSN=memory (the tags of Hydra's own release build).
 var hydraTool = &tool{name: "hydra", pkg: "github.com/ory/hydra/v2", tags: "sqlite,sqlite_omit_load_extension", cgo: true}
 
-// TestMain starts the builds at once, so a cold build (minutes) runs while
-// this package's other tests run, then stops the OPs the tests started.
+// TestMain starts the Hydra build at once, so a cold build (minutes) runs
+// while this package's other tests run, unless -run selects no Hydra test;
+// then it stops the OPs the tests started.
 func TestMain(m *testing.M) {
+	flag.Parse()
 	ctx, cancel := context.WithCancel(context.Background())
-	hydraTool.start(ctx)
+	hydraTool.ctx = ctx
+	if f := flag.Lookup("test.run"); f == nil || runs(f.Value.String(), "TestHydra") {
+		hydraTool.start()
+	}
 	code := m.Run()
 	cancel() // a build still running when the tests are done is not needed
-	<-hydraTool.done
+	if hydraTool.done != nil {
+		<-hydraTool.done
+	}
 	stopHydra()
 	os.Exit(code)
 }
 
-// start builds the tool in the background unless the binary for exactly
-// this go.mod, go.sum, tags and Go version is already there. The binary
-// lives in one place per version under the temp folder and is replaced
-// atomically, so concurrent runs never see half a file.
-func (tl *tool) start(ctx context.Context) {
-	tl.done = make(chan struct{})
-	go func() {
-		defer close(tl.done)
-		tl.path, tl.err = tl.build(ctx)
-	}()
+// runs reports whether the -run pattern may select tests named prefix...:
+// an empty pattern, or one whose first part matches prefix or names a test
+// that starts with it.
+func runs(pattern, prefix string) bool {
+	first, _, _ := strings.Cut(pattern, "/")
+	if first == "" {
+		return true
+	}
+	re, err := regexp.Compile(first)
+	return err != nil || re.MatchString(prefix) || strings.Contains(first, prefix)
+}
+
+// start builds the tool in the background (once) unless the binary for
+// exactly this go.mod, go.sum, tags and Go version is already there. The
+// binary lives in one place per version under the temp folder and is
+// replaced atomically, so concurrent runs never see half a file.
+func (tl *tool) start() {
+	tl.once.Do(func() {
+		tl.done = make(chan struct{})
+		go func() {
+			defer close(tl.done)
+			tl.path, tl.err = tl.build(tl.ctx)
+		}()
+	})
 }
 
 func (tl *tool) build(ctx context.Context) (string, error) {
@@ -105,6 +132,7 @@ func (tl *tool) build(ctx context.Context) (string, error) {
 // fails the test (CI must never skip these tests).
 func (tl *tool) binary(tb testing.TB) string {
 	tb.Helper()
+	tl.start()
 	select {
 	case <-tl.done:
 	case <-time.After(12 * time.Minute):
