@@ -2,13 +2,16 @@ package interop
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 )
 
 // hydraLogin starts a login at the proxy (rd=path) and signs in at our
@@ -64,6 +67,63 @@ func TestHydraDiscovery(t *testing.T) {
 	}
 	if len(d.Algs) == 0 || d.Algs[0] != "RS256" || d.EndSession == "" || !d.BackchannelLogout || !d.BackchannelSession {
 		t.Fatalf("hydra's discovery: %+v", d)
+	}
+}
+
+// TestHydraPlainClient checks the harness without k1sso: a login with
+// go-oidc and x/oauth2 alone gets an RS256 ID token from Hydra with the
+// claims our consent app put in and Hydra's own (sid, amr, auth_time).
+func TestHydraPlainClient(t *testing.T) {
+	h := startHydra(t)
+	ctx := context.Background()
+	p, err := oidc.NewProvider(ctx, h.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := make(chan string, 1)
+	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case codes <- r.URL.Query().Get("code"):
+		default:
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer rp.Close()
+	h.registerClient(t, rp.URL)
+	cfg := oauth2.Config{ClientID: "bms-proxy", ClientSecret: "bms-proxy-secret", Endpoint: p.Endpoint(),
+		RedirectURL: rp.URL + "/.k1sso/callback", Scopes: []string{oidc.ScopeOpenID, "email", "profile"}}
+	c := newBrowser()
+	resp := get(t, c, cfg.AuthCodeURL("state-0123456789", oidc.Nonce("nonce-0123456789")))
+	readBody(t, submitForm(t, c, resp, "username", url.Values{"username": {hydraUser}, "password": {hydraPassword}}))
+	var code string
+	select {
+	case code = <-codes:
+	default:
+		t.Fatal("hydra never redirected to the client with a code")
+	}
+	tok, err := cfg.Exchange(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := p.Verifier(&oidc.Config{ClientID: "bms-proxy", SupportedSigningAlgs: []string{oidc.RS256}}).Verify(ctx, raw)
+	if err != nil {
+		t.Fatalf("hydra's ID token: %v", err)
+	}
+	var claims struct {
+		Email         string   `json:"email"`
+		EmailVerified bool     `json:"email_verified"`
+		SID           string   `json:"sid"`
+		AMR           []string `json:"amr"`
+		AuthTime      int64    `json:"auth_time"`
+		Nonce         string   `json:"nonce"`
+	}
+	if err := idt.Claims(&claims); err != nil {
+		t.Fatal(err)
+	}
+	if idt.Subject != hydraSubject || claims.Email != hydraEmail || !claims.EmailVerified || claims.SID == "" ||
+		len(claims.AMR) != 1 || claims.AMR[0] != "pwd" || claims.AuthTime == 0 || claims.Nonce != "nonce-0123456789" {
+		t.Fatalf("hydra's ID token: sub %q, claims %+v", idt.Subject, claims)
 	}
 }
 
