@@ -1,4 +1,9 @@
-module github.com/k1sso/k1sso/interop/tools
+// Ory Hydra for the interop tests (../../tools_test.go builds it with
+// -tags sqlite,sqlite_omit_load_extension). Its own dependencies stay here,
+// out of k1sso's go.mod. Another version: go get -tool
+// github.com/ory/hydra/v2@VERSION, then copy the replace directives of
+// that version's go.mod (a dependency's replaces do not apply here).
+module github.com/k1sso/k1sso/interop/tools/hydra
 
 go 1.26.8
 
@@ -218,4 +223,6 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
+// Hydra's own go.mod replaces pop with Ory's fork; without it Hydra does
+// not compile.
 replace github.com/gobuffalo/pop/v6 => github.com/ory/pop/v6 v6.2.1-0.20241121111754-e5dfc0f3344b
