@@ -58,12 +58,18 @@ func startHydra(t *testing.T) *hydraOP {
 	bin := hydraTool.binary(t)
 	hydraMu.Lock()
 	defer hydraMu.Unlock()
-	if hydraRunning == nil {
+	// A free port can be taken by another process before Hydra binds it:
+	// try new ports, a few times.
+	for attempt := 1; hydraRunning == nil; attempt++ {
 		h, err := runHydra(bin)
-		if err != nil {
+		if err == nil {
+			hydraRunning = h
+			break
+		}
+		if attempt == 3 {
 			t.Fatal(err)
 		}
-		hydraRunning = h
+		t.Logf("attempt %d: %v", attempt, err)
 	}
 	h := hydraRunning
 	h.app.reset()
