@@ -117,8 +117,6 @@ func runHydra(bin string) (*hydraOP, error) {
 		"LOG_LEVEL=info",
 	)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
-	// Hydra dies with the test binary, even one killed by a timeout.
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := h.cmd.Start(); err != nil {
 		os.RemoveAll(home)
 		h.app.srv.Close()

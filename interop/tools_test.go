@@ -113,7 +113,7 @@ func (tl *tool) build(ctx context.Context) (string, error) {
 	cmd.Dir = dir
 	// Its own process group, so that a cancelled build ends with its
 	// compilers instead of leaving them running.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cgo := "0"
 	if tl.cgo {
