@@ -63,8 +63,13 @@ type LogoutOptions struct {
 	// that carries a K1 session is a global logout: it reaches BMS first
 	// (BMS ends its own session), then the proxy ends its session, clears
 	// its cookie and `upstream_cookies`, and sends the browser to K1's
-	// end_session_endpoint. A request without a K1 session passes through
-	// untouched. Default: none (BMS's logout is not intercepted).
+	// end_session_endpoint. It is matched in any letter case, with or
+	// without a trailing `/` and for every path below it, as BMS's servers
+	// read those. A request another site started (Sec-Fetch-Site
+	// `cross-site` or `same-site`, or an Origin or Referer of another
+	// origin) gets a sign-out confirmation instead. A request without a K1
+	// session passes through untouched. Default: none (BMS's logout is not
+	// intercepted).
 	LogoutPath string `json:"logout_path,omitempty"`
 
 	// Names of BMS's own session cookies (e.g. `BMSSESSION`). They are
@@ -126,26 +131,23 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// interceptLogout handles BMS's logout_path; handled is false for every
-// other request, and for a logout without a K1 session (BMS's own session
-// ends as BMS decides).
-func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry) (handled bool, err error) {
-	if h.LogoutPath == "" || e == nil || r.URL.Path != h.LogoutPath {
-		return false, nil
+// interceptLogout turns a request to BMS's logout_path (see isLogoutPath)
+// that carries a K1 session into a global logout: BMS first, as the user,
+// then the proxy and K1 sessions end. A request another site started gets
+// the sign-out confirmation of /.k1sso/logout instead, and the session
+// stays. sess is the whole session, read before k1sso's cookies were
+// dropped from the request.
+func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry, sess *session) error {
+	if !h.sameOriginRequest(r) {
+		h.confirmLogout(w, r, sess)
+		return nil
 	}
-	secure := h.secure(r)
-	sess := h.shared.fullSession(r, secure)
-	if sess == nil {
-		sess = e.s.full()
-	}
-	// BMS first, as the user, so it ends its own session.
 	if e.s.Tenant() != "" {
 		if id := h.identity(r, e, time.Now()); id != nil {
 			h.setIdentity(r, e, id)
 		}
 	}
 	cw := &captureWriter{hdr: http.Header{}}
-	dropCookies(r, nil)
 	if err := next.ServeHTTP(cw, r); err != nil {
 		// BMS unreachable must not keep the user signed in at the proxy
 		// and at K1.
@@ -155,7 +157,41 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 		w.Header().Add("Set-Cookie", c)
 	}
 	h.endSession(w, r, sess, "bms_logout")
-	return true, nil
+	return nil
+}
+
+// sameOriginRequest reports whether a request was started by this site or
+// by the user (a typed URL, a bookmark), not by another site. Browsers
+// that send Fetch Metadata are believed: only `same-origin` and `none`
+// count (`same-site` is a sibling subdomain, which may be anyone's). For
+// older browsers, an Origin or Referer header naming another origin means
+// another site; with neither (a typed URL, a client that is no browser)
+// the request counts as the user's own.
+func (h *Handler) sameOriginRequest(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "":
+	default:
+		return false
+	}
+	origin := h.base(r).String()
+	if o := r.Header.Get("Origin"); o != "" {
+		return o == origin
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		u, err := url.Parse(ref)
+		return err == nil && u.Scheme+"://"+u.Host == origin
+	}
+	return true
+}
+
+// confirmLogout shows the sign-out confirmation: a POST form with a CSRF
+// token, to /.k1sso/logout.
+func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request, sess *session) {
+	h.page(w, r, http.StatusOK, pageData{Title: "Sign out?",
+		Message: "You are signed in as " + sess.Email + ". Signing out ends your BMS session and your KaseyaOne session.",
+		Confirm: &pageForm{Action: prefix + "logout", CSRF: h.csrfToken(sess.ID), Button: "Sign out"}})
 }
 
 // serveLogout is /.k1sso/logout: global logout without BMS. GET shows a
@@ -176,9 +212,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodGet, http.MethodHead:
 		token = r.URL.Query().Get("csrf_token")
 		if token == "" {
-			h.page(w, r, http.StatusOK, pageData{Title: "Sign out?",
-				Message: "You are signed in as " + sess.Email + ". Signing out ends your BMS session and your KaseyaOne session.",
-				Confirm: &pageForm{Action: prefix + "logout", CSRF: h.csrfToken(sess.ID), Button: "Sign out"}})
+			h.confirmLogout(w, r, sess)
 			return nil
 		}
 	case http.MethodPost:
