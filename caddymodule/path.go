@@ -14,7 +14,8 @@ import (
 // canonicalPath reports whether a request path is in the one form that
 // every server reads the same way, so that what k1sso decides on (public,
 // login_path, logout_path) is exactly what reverse_proxy forwards
-// (u.EscapedPath()). Refused: dot segments, empty segments (`//`), `\`,
+// (u.EscapedPath()). Refused: dot segments and segments ending in `.` or
+// a space (Windows drops those), empty segments (`//`), `\`,
 // `;` parameters, control characters, invalid UTF-8 (overlong encodings of
 // `.` and `/`), `%` itself (servers that decode twice), and percent-encoded
 // characters that never need encoding (unreserved characters, `/`).
@@ -34,7 +35,12 @@ func canonicalPath(u *url.URL) bool {
 			if j := strings.IndexByte(seg, '/'); j >= 0 {
 				seg = seg[:j]
 			}
-			if seg == "." || seg == ".." || (seg == "" && i+1 < len(p)) {
+			if seg == "" && i+1 < len(p) {
+				return false // "//"
+			}
+			// Dot segments, and names Windows shortens by their trailing
+			// dots and spaces (IIS reads /logout. and /logout%20 as /logout).
+			if seg != "" && (seg[len(seg)-1] == '.' || seg[len(seg)-1] == ' ') {
 				return false
 			}
 		}

@@ -127,7 +127,7 @@ func TestLogoutPathForms(t *testing.T) {
 	w := newWorld(t, "logout_path /logout")
 	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
 	cookie := "k1sso=" + cookieOf(c, w.px.URL, "k1sso")
-	for _, target := range []string{"/logout;x", "/logout/.", "/x/../logout", "/logout%2F", "/%6Cogout", "/logout/..;/logout", `/x\..\logout`} {
+	for _, target := range []string{"/logout;x", "/logout/.", "/x/../logout", "/logout%2F", "/%6Cogout", "/logout/..;/logout", `/x\..\logout`, "/logout.", "/logout%20", "/LOGOUT;"} {
 		w.up.Reset()
 		resp, _ := rawDo(t, w.px.URL, http.MethodGet, target, []string{"Cookie: " + cookie}, "")
 		for _, s := range w.up.Requests() {
