@@ -72,7 +72,7 @@ type Handler struct {
 	// syntax (exact, `/prefix*`, `*suffix`, `*middle*`, globs; `%` compares
 	// the escaped path), e.g. `/static/*`. Unlike Caddy's matcher they are
 	// compared case-sensitively with the path exactly as it is forwarded
-	// (non-canonical paths are refused before, see canonicalPath).
+	// (a path not in canonical form, such as `/a/../b`, is refused first).
 	// `login_path` is always public. Default: none.
 	Public []string `json:"public,omitempty"`
 
