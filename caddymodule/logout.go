@@ -139,7 +139,7 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 // dropped from the request.
 func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry, sess *session) error {
 	if !h.sameOriginRequest(r) {
-		h.confirmLogout(w, r, sess)
+		h.confirmLogout(w, r, sess, prefix+"logout?then=bms")
 		return nil
 	}
 	if e.s.Tenant() != "" {
@@ -187,16 +187,18 @@ func (h *Handler) sameOriginRequest(r *http.Request) bool {
 }
 
 // confirmLogout shows the sign-out confirmation: a POST form with a CSRF
-// token, to /.k1sso/logout.
-func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request, sess *session) {
+// token, to action (/.k1sso/logout, with then=bms when it was asked for at
+// logout_path).
+func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request, sess *session, action string) {
 	h.page(w, r, http.StatusOK, pageData{Title: "Sign out?",
 		Message: "You are signed in as " + sess.Email + ". Signing out ends your BMS session and your KaseyaOne session.",
-		Confirm: &pageForm{Action: prefix + "logout", CSRF: h.csrfToken(sess.ID), Button: "Sign out"}})
+		Confirm: &pageForm{Action: action, CSRF: h.csrfToken(sess.ID), Button: "Sign out"}})
 }
 
 // serveLogout is /.k1sso/logout: global logout without BMS. GET shows a
 // confirmation form (or logs out at once with a valid csrf_token), POST
-// with the form's CSRF token logs out. Without a proxy session the browser
+// with the form's CSRF token logs out (with then=bms: through logout_path,
+// so BMS's logout runs too). Without a proxy session the browser
 // goes straight to K1's end_session_endpoint, which ends its K1 session
 // (the "Sign out of KaseyaOne" link of the no-account page).
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
@@ -212,7 +214,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodGet, http.MethodHead:
 		token = r.URL.Query().Get("csrf_token")
 		if token == "" {
-			h.confirmLogout(w, r, sess)
+			h.confirmLogout(w, r, sess, prefix+"logout")
 			return nil
 		}
 	case http.MethodPost:
@@ -226,6 +228,14 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if !h.validCSRF(sess.ID, token) {
 		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This sign-out form is no longer valid. Go back and try again.",
 			Links: []pageLink{{Href: prefix + "logout", Text: "Sign out"}}})
+		return nil
+	}
+	if r.URL.Query().Get("then") == "bms" && h.LogoutPath != "" {
+		// Confirmed after a cross-site request to logout_path: go there
+		// again, now from this origin, so BMS ends its own session too and
+		// interceptLogout ends the others.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, h.LogoutPath, http.StatusSeeOther)
 		return nil
 	}
 	h.endSession(w, r, sess, "k1sso_logout")

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"bufio"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
 
@@ -42,6 +44,13 @@ func rawDo(t *testing.T, base, method, target string, head []string, body string
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(resp.Body)
 	return resp, string(rb)
+}
+
+// where is the Location of resp without its query (which may hold an ID
+// token), for test messages.
+func where(resp *http.Response) string {
+	loc, _, _ := strings.Cut(resp.Header.Get("Location"), "?")
+	return loc
 }
 
 // nonCanonical are request targets whose path is not in clean canonical
@@ -82,7 +91,7 @@ func TestPathEnforceCanonical(t *testing.T) {
 		case resp.StatusCode == http.StatusBadRequest && strings.Contains(b, "<html"):
 		case resp.StatusCode == http.StatusFound && strings.HasPrefix(resp.Header.Get("Location"), "/.k1sso/login"):
 		default:
-			t.Errorf("%s: %d %q, want a 400 page or a redirect to login", target, resp.StatusCode, resp.Header.Get("Location"))
+			t.Errorf("%s: %d %q, want a 400 page or a redirect to login", target, resp.StatusCode, where(resp))
 		}
 	}
 	for _, target := range nonCanonical {
@@ -148,7 +157,7 @@ func TestLogoutPathForms(t *testing.T) {
 		w.up.Reset()
 		resp, _ := rawDo(t, w.px.URL, http.MethodGet, target, []string{"Cookie: k1sso=" + cookieOf(c, w.px.URL, "k1sso")}, "")
 		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), w.k1.URL+"/end_session?") {
-			t.Errorf("%s: %d %q, want a global logout", target, resp.StatusCode, resp.Header.Get("Location"))
+			t.Errorf("%s: %d %q, want a global logout", target, resp.StatusCode, where(resp))
 		}
 		if ups := w.up.Requests(); len(ups) != 1 || ups[0].Path != target || ups[0].Header.Get("X-BMS-User") != "bob" {
 			t.Errorf("%s: BMS did not get its logout as bob: %d requests", target, len(ups))
@@ -175,7 +184,7 @@ func TestLogoutPathCrossSite(t *testing.T) {
 		w.up.Reset()
 		resp := get(t, nr, w.px.URL+"/logout", hdr...)
 		b := body(t, resp)
-		if resp.StatusCode != http.StatusOK || !strings.Contains(b, `action="/.k1sso/logout"`) || !strings.Contains(b, `name="csrf_token"`) {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(b, `action="/.k1sso/logout?then=bms"`) || !strings.Contains(b, `name="csrf_token"`) {
 			t.Errorf("%v: %d, want the sign-out confirmation", hdr, resp.StatusCode) // b may hold tokens: not logged
 		}
 		if len(w.up.Requests()) != 0 || len(resp.Header["Set-Cookie"]) != 0 {
@@ -193,8 +202,33 @@ func TestLogoutPathCrossSite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := body(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(b, `action="/.k1sso/logout"`) {
+	if b := body(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(b, `action="/.k1sso/logout?then=bms"`) {
 		t.Errorf("cross-site POST: %d", resp.StatusCode)
+	}
+
+	// The confirmation's button goes through logout_path again, now from
+	// this origin, so BMS's logout runs too.
+	resp = get(t, nr, w.px.URL+"/logout", "Sec-Fetch-Site", "cross-site")
+	form := k1devtest.FindForm([]byte(body(t, resp)), "csrf_token")
+	if form == nil {
+		t.Fatal("no confirmation form")
+	}
+	action, _ := url.Parse(w.px.URL + html.UnescapeString(form.Action()))
+	req, _ = http.NewRequest(http.MethodPost, action.String(), strings.NewReader(form.Fields().Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if resp, err = nr.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/logout" {
+		t.Fatalf("confirmed: %d %q, want 303 to /logout", resp.StatusCode, where(resp))
+	}
+	w.up.Reset()
+	resp = get(t, nr, w.px.URL+"/logout", "Sec-Fetch-Site", "same-origin", "Referer", w.px.URL+action.RequestURI())
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), w.k1.URL+"/end_session?") || len(w.up.Requests()) != 1 {
+		t.Errorf("after the confirmation: %d %q, %d BMS requests; want a global logout through BMS", resp.StatusCode, where(resp), len(w.up.Requests()))
 	}
 
 	for _, hdr := range [][]string{
@@ -209,7 +243,7 @@ func TestLogoutPathCrossSite(t *testing.T) {
 		resp := get(t, testenv.NoRedirect(c.Jar), w.px.URL+"/logout", hdr...)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), w.k1.URL+"/end_session?") {
-			t.Errorf("%v: %d %q, want a global logout", hdr, resp.StatusCode, resp.Header.Get("Location"))
+			t.Errorf("%v: %d %q, want a global logout", hdr, resp.StatusCode, where(resp))
 		}
 		if len(w.up.Requests()) != 1 {
 			t.Errorf("%v: BMS got %d logout requests, want 1", hdr, len(w.up.Requests()))
