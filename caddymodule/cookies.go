@@ -235,6 +235,9 @@ func dropCookies(r *http.Request, extra func(name string) bool) {
 		for part := range strings.SplitSeq(line, ";") {
 			part = strings.TrimSpace(part)
 			name, _, _ := strings.Cut(part, "=")
+			// "k1sso =v" is the cookie k1sso to net/http (and so to
+			// Caddy's placeholders and to Go upstreams): drop it too.
+			name = strings.TrimSpace(name)
 			if part == "" || isOwnCookie(name) || (extra != nil && extra(name)) {
 				continue
 			}

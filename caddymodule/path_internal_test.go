@@ -191,3 +191,17 @@ func TestTrailerGuard(t *testing.T) {
 		}
 	}
 }
+
+func TestDropOwnCookiesAsNetHTTPReadsThem(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Cookie", "a=1; k1sso =s; __Host-k1sso-1\t=c; BMSSESSION=b")
+	dropOwnCookies(r)
+	if got := r.Header.Get("Cookie"); got != "a=1; BMSSESSION=b" {
+		t.Errorf("Cookie %q", got)
+	}
+	for _, c := range r.Cookies() {
+		if isOwnCookie(c.Name) {
+			t.Errorf("net/http still reads %s", c.Name)
+		}
+	}
+}
