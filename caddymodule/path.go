@@ -15,12 +15,13 @@ import (
 // every server reads the same way, so that what k1sso decides on (public,
 // login_path, logout_path) is exactly what reverse_proxy forwards
 // (u.EscapedPath()). Refused: dot segments and segments ending in `.` or
-// a space (Windows drops those), empty segments (`//`), `\`,
-// `;` parameters, control characters, invalid UTF-8 (overlong encodings of
-// `.` and `/`), `%` itself (servers that decode twice), and percent-encoded
-// characters that never need encoding (unreserved characters, `/`).
-// Servers differ on each of these: Tomcat drops `;params`, IIS takes `\`
-// and decoded `%5C` for `/`, and every server resolves `..` its own way.
+// a space (Windows drops those), empty segments (`//`), `\`, `;`
+// parameters, control characters, invalid UTF-8 (overlong encodings of `.`
+// and `/`), Unicode look-alikes of `/ \ . ; %` (see separatorLookalike),
+// `%` itself (servers that decode twice), and percent-encoded characters
+// that never need encoding (unreserved characters, `/`). Servers differ on
+// each of these: Tomcat drops `;params`, IIS takes `\` and a decoded `%5C`
+// for `/`, and every server resolves `..` its own way.
 func canonicalPath(u *url.URL) bool {
 	p := u.Path
 	if p == "" || p[0] != '/' || !utf8.ValidString(p) {
@@ -30,6 +31,12 @@ func canonicalPath(u *url.URL) bool {
 		switch c := p[i]; {
 		case c < 0x20, c == 0x7f, c == '\\', c == ';', c == '%':
 			return false
+		case c >= utf8.RuneSelf:
+			r, n := utf8.DecodeRuneInString(p[i:])
+			if separatorLookalike(r) {
+				return false
+			}
+			i += n - 1
 		case c == '/':
 			seg := p[i+1:]
 			if j := strings.IndexByte(seg, '/'); j >= 0 {
@@ -62,6 +69,22 @@ func canonicalPath(u *url.URL) bool {
 		i += 2
 	}
 	return true
+}
+
+// separatorLookalike reports characters that Windows' best-fit mapping
+// (ANSI code pages) or Unicode compatibility normalization turn into `/`,
+// `\`, `.`, `;` or `%`, so that a server behind the proxy may read
+// `/static/..／admin` as `/admin`.
+func separatorLookalike(r rune) bool {
+	switch r {
+	case '\uFF0F', '\u2215', '\u2044', '\u29F8', // ／ ∕ ⁄ ⧸
+		'\uFF3C', '\u2216', '\u29F5', '\u29F9', '\uFE68', '\u00A5', '\u20A9', // ＼ ∖ ⧵ ⧹ ﹨ ¥ ₩
+		'\uFF0E', '\uFE52', '\u2024', // ． ﹒ ․
+		'\uFF1B', '\uFE54', '\u037E', // ； ﹔ ;
+		'\uFF05', '\uFE6A': // ％ ﹪
+		return true
+	}
+	return false
 }
 
 // isUnreserved reports RFC 3986's unreserved characters, which a canonical

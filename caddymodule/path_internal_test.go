@@ -60,6 +60,13 @@ func TestCanonicalPath(t *testing.T) {
 		{"/a%C0%AEb", false}, // overlong '.'
 		{"/a%FFb", false},
 		{"*", false},
+		{"/static/..%EF%BC%8Fadmin", false},           // ／
+		{"/static/x%EF%BC%BC..%EF%BC%BCadmin", false}, // ＼
+		{"/static/%EF%BC%8E%EF%BC%8E/admin", false},   // ．．
+		{"/a%C2%A5b", false},                          // ¥ (a \ in code page 932)
+		{"/static/\uFF0F", false},
+		{"/caf\u00e9/na\u00efve", true},
+		{"/%E2%82%AC", true}, // €
 	} {
 		u, err := url.ParseRequestURI(tc.target)
 		if err != nil {
