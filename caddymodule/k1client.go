@@ -114,19 +114,21 @@ type k1Provider struct {
 // verifierWithSkew returns the verifier of ID tokens whose exp check allows
 // skew: go-oidc has no leeway for exp, so its clock is set back by skew.
 func (p *k1Provider) verifierWithSkew(skew time.Duration) *oidc.IDTokenVerifier {
-	return p.newVerifier(p.keys.idTokens, skew)
+	return p.newVerifier(p.keys.idTokens, skew, false)
 }
 
-// logoutVerifier is verifierWithSkew for back-channel logout tokens: the
-// same checks, but unknown kids in them draw on their own refetch budget.
+// logoutVerifier checks the signature, iss and aud of back-channel logout
+// tokens; unknown kids in them draw on their own refetch budget. Their
+// times are checked by verifyLogoutToken, because exp may be absent.
 func (p *k1Provider) logoutVerifier(skew time.Duration) *oidc.IDTokenVerifier {
-	return p.newVerifier(p.keys.logoutTokens, skew)
+	return p.newVerifier(p.keys.logoutTokens, skew, true)
 }
 
-func (p *k1Provider) newVerifier(keys oidc.KeySet, skew time.Duration) *oidc.IDTokenVerifier {
+func (p *k1Provider) newVerifier(keys oidc.KeySet, skew time.Duration, skipExpiry bool) *oidc.IDTokenVerifier {
 	return oidc.NewVerifier(p.issuer, keys, &oidc.Config{
 		ClientID:             p.clientID,
 		SupportedSigningAlgs: p.algs,
+		SkipExpiryCheck:      skipExpiry,
 		Now:                  func() time.Time { return time.Now().Add(-skew) },
 	})
 }
