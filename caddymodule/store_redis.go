@@ -360,3 +360,27 @@ func (s *redisStore) Close() error { return s.c.Close() }
 
 // Interface guards
 var _ Store = (*redisStore)(nil)
+
+// redactedURL names a store URL without its passwords (the one in front
+// of the host and a password parameter, as in a Sentinel URL), for
+// messages.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	hadUser := u.User != nil
+	u.User = nil
+	parts := strings.Split(u.RawQuery, "&")
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		if strings.Contains(strings.ToLower(k), "password") {
+			parts[i] = k + "=***"
+		}
+	}
+	u.RawQuery = strings.Join(parts, "&")
+	if hadUser {
+		return strings.Replace(u.String(), "://", "://***@", 1)
+	}
+	return u.String()
+}

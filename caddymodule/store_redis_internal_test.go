@@ -49,4 +49,14 @@ func TestRedisURLForms(t *testing.T) {
 			t.Errorf("%s: error %v; want one starting with store:, saying %q, without the password", tc.url, err, tc.want)
 		}
 	}
+
+	for in, want := range map[string]string{
+		"redis://:s3cret@127.0.0.1:6379/0":                                         "redis://***@127.0.0.1:6379/0",
+		"redis://u:s3cret@10.0.0.1:26379/0?master_name=m&password=s3cret&addr=x:1": "redis://***@10.0.0.1:26379/0?master_name=m&password=***&addr=x:1",
+		"rediss://10.0.0.1:7000?addr=10.0.0.2:7000":                                "rediss://10.0.0.1:7000?addr=10.0.0.2:7000",
+	} {
+		if got := redactedURL(in); got != want {
+			t.Errorf("redactedURL: %s, want %s", got, want)
+		}
+	}
 }
