@@ -179,25 +179,43 @@ func (s *redisStore) Revoke(ctx context.Context, rv revocation) error {
 		}
 		return s.c.Publish(ctx, redisChannel, b).Err()
 	}
-	// WAIT counts the replicas that have this connection's writes, so it
-	// goes in one pipeline (one connection) with the SET.
-	var wait *redis.Cmd
-	if _, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, key, b, ttl)
-		wait = p.Do(ctx, "WAIT", 1, redisReplicaWait.Milliseconds())
-		return nil
-	}); err != nil {
+	return s.revokeReplicated(ctx, key, b, ttl)
+}
+
+// revokeReplicated stores a revocation on a Sentinel-managed master and,
+// while the master has a replica connected, waits until one has it, so a
+// failover right after cannot lose it. WAIT counts the replicas that have
+// this connection's writes, so SET, ROLE and WAIT share one connection.
+// Without a connected replica (e.g. after a failover, until the old master
+// is back as a replica) there is nothing to wait for.
+func (s *redisStore) revokeReplicated(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+	cn := s.c.(*redis.Client).Conn()
+	defer cn.Close()
+	if err := cn.Set(ctx, key, b, ttl).Err(); err != nil {
 		return err
+	}
+	role, err := cn.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return err
+	}
+	var waitErr error
+	if len(role) >= 3 {
+		if replicas, _ := role[2].([]any); len(replicas) > 0 {
+			n, err := cn.Do(ctx, "WAIT", 1, redisReplicaWait.Milliseconds()).Int64()
+			if err != nil {
+				return err
+			}
+			if n < 1 {
+				// Stored and pushed below, but a failover now could
+				// lose it: the revoker keeps it and stores it again.
+				waitErr = errors.New("no replica confirmed the revocation")
+			}
+		}
 	}
 	if err := s.c.Publish(ctx, redisChannel, b).Err(); err != nil {
 		return err
 	}
-	if n, _ := wait.Int64(); n < 1 {
-		// Stored and pushed, but a failover now could lose it: the
-		// revoker keeps it and stores it again.
-		return errors.New("no replica confirmed the revocation")
-	}
-	return nil
+	return waitErr
 }
 
 // redisReplicaWait bounds how long a revocation waits for a replica (with
