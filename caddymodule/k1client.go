@@ -198,7 +198,7 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 	k.inflight = ch
 	k.mu.Unlock()
 
-	p, err := k.discover()
+	p, err := k.discover(ctx)
 
 	k.mu.Lock()
 	k.inflight = nil
@@ -238,8 +238,10 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 	return p, nil
 }
 
-func (k *k1Client) discover() (*k1Provider, error) {
-	ctx, cancel := context.WithTimeout(k.ctx, k1Timeout)
+// discover fetches discovery under the client's own context (which must
+// outlive the request), traced as part of the request that needed it.
+func (k *k1Client) discover(caller context.Context) (*k1Provider, error) {
+	ctx, cancel := context.WithTimeout(withSpanOf(k.ctx, caller), k1Timeout)
 	defer cancel()
 	prov, err := oidc.NewProvider(ctx, k.issuer)
 	var mismatch *oidc.IssuerMismatchError

@@ -85,9 +85,13 @@ type LogoutOptions struct {
 	Store string `json:"store,omitempty"`
 
 	// The Redis URL when store is `redis`: `redis://[user:password@]host:port/db`
-	// or `rediss://` for TLS. Placeholders such as `{env.K1SSO_REDIS_URL}`
-	// are expanded at provision time, so the adapted JSON keeps the
-	// placeholder, not the password. Default: none (required with `redis`).
+	// for one server, with `?master_name=NAME&addr=host:port...` for
+	// Sentinel (the host and each addr are sentinels), with
+	// `?addr=host:port...` (or `?cluster=true`) for a Cluster; `rediss://`
+	// for TLS (forms in docs/store.md). Placeholders such as
+	// `{env.K1SSO_REDIS_URL}` are expanded at provision time, so the adapted
+	// JSON keeps the placeholder, not the password. Default: none (required
+	// with `redis`).
 	RedisURL string `json:"redis_url,omitempty"`
 }
 

@@ -34,10 +34,11 @@ if installed chromium || have_any chromium chromium-browser google-chrome google
 else
 	missing+=(chromium)
 fi
-if installed redis-server || have_any redis-server; then
-	log "redis-server: present"
+# redis-cli (redis-tools) creates the test cluster.
+if { installed redis-server || have_any redis-server; } && have_any redis-cli; then
+	log "redis-server, redis-cli: present"
 else
-	missing+=(redis-server)
+	missing+=(redis-server redis-tools)
 fi
 if installed wrk || have_any wrk; then
 	log "wrk: present"
