@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"time"
 	"weak"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -64,7 +67,20 @@ type integrationState struct {
 	stored bool
 }
 
-func integrationKey(tenant string) string { return "integration/" + tenant }
+// integrationKey is where a tenant's switch lives in the store. Tenant ids
+// of the users file may hold any character; those that are not plain names
+// (validTenantID) are hashed, with a "~" that no plain name has.
+func integrationKey(tenant string) string {
+	if validTenantID(tenant) {
+		return "integration/" + tenant
+	}
+	sum := sha256.Sum256([]byte(tenant))
+	return "integration/~" + hex.EncodeToString(sum[:16])
+}
+
+// integrationCacheSize bounds the integration cache; only tenants of the
+// users file enter it.
+const integrationCacheSize = 4096
 
 // provisionIntegration checks integration_default.
 func (h *Handler) provisionIntegration() error {
@@ -85,9 +101,8 @@ func (h *Handler) defaultIntegration() integrationState {
 // each other's switches.
 type integrationCache struct {
 	store   Store
-	mu      sync.Mutex // guards entries
 	fetchMu sync.Mutex // one store read at a time: a burst of misses reads once
-	entries map[string]integrationEntry
+	entries *lru.Cache[string, integrationEntry]
 }
 
 type integrationEntry struct {
@@ -104,7 +119,8 @@ func (h *Handler) integrations() *integrationCache {
 	if c, ok := integrationCaches.Load(wp); ok {
 		return c.(*integrationCache)
 	}
-	c, loaded := integrationCaches.LoadOrStore(wp, &integrationCache{store: h.shared.store, entries: map[string]integrationEntry{}})
+	entries, _ := lru.New[string, integrationEntry](integrationCacheSize)
+	c, loaded := integrationCaches.LoadOrStore(wp, &integrationCache{store: h.shared.store, entries: entries})
 	if !loaded {
 		runtime.AddCleanup(h.shared, func(wp weak.Pointer[shared]) { integrationCaches.Delete(wp) }, wp)
 	}
@@ -118,9 +134,7 @@ func (h *Handler) integrations() *integrationCache {
 func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (integrationState, error) {
 	c := h.integrations()
 	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[tenant]
-	c.mu.Unlock()
+	e, ok := c.entries.Get(tenant)
 	if ok && !fresh && now.Sub(e.fetched) < integrationTTL {
 		return e.st, nil
 	}
@@ -128,9 +142,7 @@ func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (i
 	defer c.fetchMu.Unlock()
 	if !fresh {
 		// Another request may have refreshed it while this one waited.
-		c.mu.Lock()
-		e, ok = c.entries[tenant]
-		c.mu.Unlock()
+		e, ok = c.entries.Get(tenant)
 		if ok && time.Since(e.fetched) < integrationTTL {
 			return e.st, nil
 		}
@@ -150,13 +162,15 @@ func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (i
 }
 
 func (c *integrationCache) remember(tenant string, st integrationState) {
-	c.mu.Lock()
-	c.entries[tenant] = integrationEntry{st: st, fetched: time.Now()}
-	c.mu.Unlock()
+	c.entries.Add(tenant, integrationEntry{st: st, fetched: time.Now()})
 }
 
 func (h *Handler) loadIntegration(ctx context.Context, tenant string) (integrationState, error) {
 	b, err := h.shared.store.Get(ctx, integrationKey(tenant))
+	if lr, ok := h.shared.store.(legacyReader); ok && errors.Is(err, errNotFound) && validTenantID(tenant) {
+		// A switch stored before keys were namespaced per deployment.
+		b, err = lr.getLegacy(ctx, "integration/"+tenant)
+	}
 	if errors.Is(err, errNotFound) {
 		return h.defaultIntegration(), nil
 	}
@@ -391,7 +405,8 @@ func (h *Handler) loginLinkEnabled(r *http.Request) bool {
 		st, err := h.integration(r.Context(), t, false)
 		return err != nil || st.Enabled
 	}
-	if t := r.URL.Query().Get("tenant"); validTenantID(t) {
+	// An unknown tenant counts as none: it is never looked up.
+	if t := r.URL.Query().Get("tenant"); validTenantID(t) && h.tenants.has(h.shared.dir, t) {
 		return on(t)
 	}
 	ts := h.shared.dir.tenants()

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"sync"
@@ -19,6 +21,14 @@ import (
 // with a 503 (not cleared: they work again once the store is back). See
 // docs/store.md.
 const storeGrace = 5 * time.Second
+
+// clockShift (nanoseconds) moves the clock that session lifetimes,
+// revocations and the caddy store's expiries are measured by, so tests can
+// let hours pass. It is 0 outside tests.
+var clockShift atomic.Int64
+
+// clockNow is the time of sessions and revocations (see clockShift).
+func clockNow() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) }
 
 // revocationSet is this instance's copy of every revocation: what the store
 // had when the instance started, what other instances pushed or stored
@@ -39,7 +49,7 @@ func newRevocationSet() *revocationSet {
 }
 
 func (s *revocationSet) add(rv revocation) {
-	if !rv.valid() || time.Now().Unix() > rv.Expires {
+	if !rv.valid() || clockNow().Unix() > rv.Expires {
 		return
 	}
 	s.mu.Lock()
@@ -149,7 +159,7 @@ func (r *revoker) retry(ctx context.Context) {
 	todo := r.pending
 	r.pending = nil
 	r.mu.Unlock()
-	now := time.Now().Unix()
+	now := clockNow().Unix()
 	var left []revocation
 	for i, rv := range todo {
 		if now > rv.Expires {
@@ -182,9 +192,9 @@ func (r *revoker) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
 			r.retry(ctx)
-			r.set.sweep(now)
+			r.set.sweep(clockNow())
 		}
 	}
 }
@@ -211,19 +221,62 @@ func (h *Handler) revokeSession(ctx context.Context, s *session) {
 	h.metrics.sessionsRevoked(1)
 }
 
+// loginRecordFolder holds the login records: per K1 sid and per K1 sub,
+// the latest expiry of any session this deployment issued for it, written
+// at login by the instance that issued it (Store.Extend keeps the latest).
+// A logout revokes only what has a record, and only until that expiry:
+// what a logout request can name never grows the store beyond the real
+// logins, and a revocation outlives every session it matches, whatever
+// session_lifetime the issuing instance had.
+const loginRecordFolder = "login"
+
+func loginRecordKey(kind, value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return loginRecordFolder + "/" + kind + "/" + hex.EncodeToString(sum[:16])
+}
+
+// recordLogin stores the login records of a new session, before its cookie
+// is written.
+func (h *Handler) recordLogin(ctx context.Context, sess *session) error {
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	if sess.SID != "" {
+		if err := h.shared.store.Extend(ctx, loginRecordKey(revokeSID, sess.SID), sess.Expires); err != nil {
+			return err
+		}
+	}
+	return h.shared.store.Extend(ctx, loginRecordKey(revokeSub, sess.Subject), sess.Expires)
+}
+
 // revokeK1 ends every proxy session of a K1 session (sid), or of a K1 user
-// (sub, sessions issued until now) when there is no sid.
-func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
-	now := time.Now()
-	// No session issued before now outlives the session lifetime.
-	exp := now.Add(h.cfg.lifetime + time.Minute).Unix()
+// (sub, sessions issued until before, unix s) when there is no sid, until
+// the last of them ends. known is false (nothing revoked, nothing stored)
+// when this deployment never issued a session of that sid or sub that can
+// still be valid; err when the store could not tell (nothing revoked).
+func (h *Handler) revokeK1(ctx context.Context, sid, sub string, before int64) (known bool, err error) {
+	kind, value := revokeSID, sid
+	if sid == "" {
+		kind, value = revokeSub, sub
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	until, ok, err := storedTime(rctx, h.shared.store, loginRecordKey(kind, value))
+	if err != nil || !ok {
+		return false, err
+	}
+	h.revokeK1Until(ctx, sid, sub, before, until)
+	return true, nil
+}
+
+// revokeK1Until is revokeK1 with the revocation's expiry given.
+func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, until int64) {
 	h.metrics.sessionsRevoked(1)
 	if sid != "" {
-		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: exp})
+		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: until})
 		h.logger.Info("revocation", zap.String("kind", revokeSID), zap.String("k1_sid", sid))
 		return
 	}
-	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: now.Unix(), Expires: exp})
+	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: before, Expires: until})
 	h.logger.Info("revocation", zap.String("kind", revokeSub), zap.String("k1_sub", sub))
 }
 
@@ -232,7 +285,9 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
 // It reads memory only.
 func (h *Handler) revoked(e *sessionEntry, now time.Time) bool {
 	rs := h.shared.revocations
-	return rs.matches(&e.s) || rs.stale(now)
+	// Being in sync is a matter of real time, whatever the clock of
+	// sessions says.
+	return rs.matches(&e.s) || rs.stale(time.Now())
 }
 
 // serveRevoked answers a request whose session was revoked: its k1sso and

@@ -147,7 +147,7 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	}
 	key := keyOf(raw)
 	if e, ok := s.sessions.Get(key); ok {
-		if now.Unix() >= e.s.Expires() {
+		if now.Unix() >= s.ends(e.s.Issued(), e.s.Expires()) {
 			s.sessions.Remove(key)
 			return nil
 		}
@@ -166,6 +166,16 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	return e
 }
 
+// ends is when a session issued and expiring at these times (unix s) ends:
+// at its expiry, or earlier when session_lifetime is now shorter than it was
+// at its login.
+func (s *shared) ends(issued, expires int64) int64 {
+	if l := s.lifetime.Load(); l > 0 {
+		return min(expires, issued+l)
+	}
+	return expires
+}
+
 // decodeSession decrypts and checks a raw session cookie value.
 func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
 	var sess session
@@ -174,7 +184,7 @@ func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
 	}
 	// The cache keeps the times as uint32; a session outside that range was
 	// never written by k1sso.
-	if sess.ID == "" || sess.Subject == "" || now.Unix() >= sess.Expires || sess.Issued > now.Unix()+60 ||
+	if sess.ID == "" || sess.Subject == "" || now.Unix() >= s.ends(sess.Issued, sess.Expires) || sess.Issued > now.Unix()+60 ||
 		sess.Issued < 0 || sess.Expires > math.MaxUint32 {
 		return nil, false
 	}
@@ -188,7 +198,7 @@ func (s *shared) fullSession(r *http.Request, secure bool) *session {
 	if raw == "" {
 		return nil
 	}
-	sess, ok := s.decodeSession(raw, time.Now())
+	sess, ok := s.decodeSession(raw, clockNow())
 	if !ok {
 		return nil
 	}

@@ -39,7 +39,11 @@ type shared struct {
 	revoker     *revoker
 	signer      *assertionSigner
 	used        *usedStates
-	logger      *zap.Logger
+	// lifetime (seconds) is session_lifetime of the latest provisioned
+	// config: a session ends at issued + lifetime when its own expiry is
+	// later (a config reload shortened it). 0: no such limit.
+	lifetime atomic.Int64
+	logger   *zap.Logger
 	cancel      context.CancelFunc
 }
 
@@ -54,7 +58,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir.close()
 		return nil, err
 	}
-	store, err := openStore(cfg.store, ctx.Storage(), logger)
+	store, err := openStore(cfg.store, storeNamespace(cfg.issuer, cfg.clientID), ctx.Storage(), logger)
 	if err != nil {
 		dir.close()
 		return nil, err
