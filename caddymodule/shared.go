@@ -44,7 +44,7 @@ type shared struct {
 	// later (a config reload shortened it). 0: no such limit.
 	lifetime atomic.Int64
 	logger   *zap.Logger
-	cancel      context.CancelFunc
+	cancel   context.CancelFunc
 }
 
 func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Logger) (*shared, error) {
