@@ -274,6 +274,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		Company:  c.Company,
 		IDToken:  raw,
 		AuthTime: c.AuthTime,
+		K1Issued: c.IssuedAt,
 		Issued:   now.Unix(),
 		Expires:  now.Add(h.cfg.lifetime).Unix(),
 	}

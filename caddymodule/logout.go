@@ -313,7 +313,8 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token was already used")
 		return nil
 	}
-	before := now.Unix()
+	// K1's clock, as the sessions' K1Issued.
+	before := lt.IssuedAt.Unix()
 	known, err := h.revokeK1(ctx, lt.SessionID, lt.Subject, before)
 	if err != nil {
 		// The token is K1's: revoke without knowing the sessions, for as

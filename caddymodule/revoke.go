@@ -93,7 +93,9 @@ func (s *revocationSet) matches(sess *cachedSession) bool {
 			return true
 		}
 	}
-	if v, ok := s.subs[sess.Subject()]; ok && sess.Issued() <= v[0] {
+	// Both times are K1's (ID token and logout token iat), so no instance's
+	// clock skew lets a session escape.
+	if v, ok := s.subs[sess.Subject()]; ok && sess.K1Issued() <= v[0] {
 		return true
 	}
 	return false
@@ -249,7 +251,8 @@ func (h *Handler) recordLogin(ctx context.Context, sess *session) error {
 }
 
 // revokeK1 ends every proxy session of a K1 session (sid), or of a K1 user
-// (sub, sessions issued until before, unix s) when there is no sid, until
+// (sub, sessions whose ID token K1 issued until before: unix s, K1's
+// clock) when there is no sid, until
 // the last of them ends. known is false (nothing revoked, nothing stored)
 // when this deployment never issued a session of that sid or sub that can
 // still be valid; err when the store could not tell (nothing revoked).

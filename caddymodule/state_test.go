@@ -243,3 +243,26 @@ func TestCaddyStoreNamespacedPerDeployment(t *testing.T) {
 		t.Error("a restart of a deployment changed its assertion key")
 	}
 }
+
+// A session minted on an instance whose clock is ahead (within the allowed
+// skew) is still ended by a logout of its user at an instance whose clock
+// is right: sub revocations are measured on K1's clock.
+func TestSubRevocationAcrossClockSkew(t *testing.T) {
+	h := newHostile(t)
+	caddymodule.ShiftClock(t, 50*time.Second) // the fast instance
+	c, resp := h.login(t)
+	h.accepted(t, resp)
+	cookie := h.sessionCookie(c)
+	caddymodule.ShiftClock(t, 0) // the instance with the right time
+	if status, _, body := postLogout(t, h.px.URL, h.op.SignLogout("k1|bob", nil)); status != http.StatusOK {
+		t.Fatalf("logout token: %d %v", status, body)
+	}
+	resp = withCookie(t, h.px.URL, "/dashboard", cookie)
+	if resp.StatusCode == http.StatusOK {
+		if u := testenv.DecodeSeen(t, resp).Header.Get("X-BMS-User"); u != "" {
+			t.Fatalf("a session minted 50 s ahead escaped the logout of its user: forwarded as %q", u)
+		}
+		return
+	}
+	resp.Body.Close()
+}

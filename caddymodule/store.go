@@ -69,7 +69,7 @@ const (
 type revocation struct {
 	Kind    string `json:"k"`
 	Value   string `json:"v"`
-	Before  int64  `json:"b,omitempty"` // sub: sessions issued at or before (unix s)
+	Before  int64  `json:"b,omitempty"` // sub: sessions whose ID token K1 issued at or before (unix s, K1's clock)
 	Expires int64  `json:"x"`           // unix s
 }
 
