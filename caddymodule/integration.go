@@ -18,6 +18,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -100,8 +101,10 @@ func (h *Handler) defaultIntegration() integrationState {
 // state (and so per store), so two sites with different stores never see
 // each other's switches.
 type integrationCache struct {
-	store   Store
-	fetchMu sync.Mutex // one store read at a time: a burst of misses reads once
+	store Store
+	// fetch makes a burst of misses for one tenant read the store once;
+	// other tenants do not wait for it.
+	fetch   singleflight.Group
 	entries *lru.Cache[string, integrationEntry]
 }
 
@@ -138,18 +141,28 @@ func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (i
 	if ok && !fresh && now.Sub(e.fetched) < integrationTTL {
 		return e.st, nil
 	}
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
-	if !fresh {
-		// Another request may have refreshed it while this one waited.
-		e, ok = c.entries.Get(tenant)
-		if ok && time.Since(e.fetched) < integrationTTL {
-			return e.st, nil
-		}
+	key := tenant
+	if fresh {
+		key = "\x00fresh\x00" + tenant // never served by a read that started earlier
 	}
-	ctx, cancel := context.WithTimeout(ctx, integrationStoreTimeout)
-	defer cancel()
-	st, err := h.loadIntegration(ctx, tenant)
+	v, err, _ := c.fetch.Do(key, func() (any, error) {
+		if !fresh {
+			// Another request may have refreshed it meanwhile.
+			if e, ok := c.entries.Get(tenant); ok && time.Since(e.fetched) < integrationTTL {
+				return e.st, nil
+			}
+		}
+		// Shared by the requests waiting: the first one leaving must not
+		// cancel the others' read.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), integrationStoreTimeout)
+		defer cancel()
+		st, err := h.loadIntegration(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		c.remember(tenant, st)
+		return st, nil
+	})
 	if err != nil {
 		h.logger.Error("reading the integration switch", zap.String("tenant", tenant), zap.Error(err))
 		if ok {
@@ -157,8 +170,7 @@ func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (i
 		}
 		return integrationState{}, err
 	}
-	c.remember(tenant, st)
-	return st, nil
+	return v.(integrationState), nil
 }
 
 func (c *integrationCache) remember(tenant string, st integrationState) {

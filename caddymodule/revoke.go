@@ -127,17 +127,16 @@ func (s *revocationSet) sweep(now time.Time) {
 // revocation the store refused is kept and retried every second until the
 // store takes it, so it reaches the other instances when the store is back.
 type revoker struct {
-	store    Store
-	set      *revocationSet
-	lifetime time.Duration
-	logger   *zap.Logger
+	store  Store
+	set    *revocationSet
+	logger *zap.Logger
 
 	mu      sync.Mutex
 	pending []revocation
 }
 
-func newRevoker(store Store, set *revocationSet, lifetime time.Duration, logger *zap.Logger) *revoker {
-	return &revoker{store: store, set: set, lifetime: lifetime, logger: logger}
+func newRevoker(store Store, set *revocationSet, logger *zap.Logger) *revoker {
+	return &revoker{store: store, set: set, logger: logger}
 }
 
 // revoke ends sessions on this instance now and on every instance through

@@ -74,7 +74,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		return nil, fmt.Errorf("store: loading the assertion key: %w", err)
 	}
 	revs := newRevocationSet()
-	rvk := newRevoker(store, revs, cfg.lifetime, logger)
+	rvk := newRevoker(store, revs, logger)
 	if err := rvk.load(sctx); err != nil {
 		dir.close()
 		_ = store.Close()
