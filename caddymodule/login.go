@@ -40,6 +40,7 @@ type loginRequest struct {
 	tenant      string
 	loginHint   string
 	prompt      string
+	fresh       bool // a new authentication at K1: prompt=login, max_age=0
 	k1Initiated bool
 	purpose     string
 	payload     string
@@ -67,7 +68,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	// Already signed in (for that tenant): nothing to do at K1.
-	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) {
+	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, e) {
 		http.Redirect(w, r, lr.rd, http.StatusFound)
 		return nil
 	}
@@ -106,7 +107,12 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	if lr.loginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
 	}
-	if lr.prompt != "" {
+	switch {
+	case lr.fresh:
+		// max_age=0 makes K1 authenticate again and send auth_time
+		// (OIDC Core §3.1.2.1), which completePurpose requires.
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
+	case lr.prompt != "":
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", lr.prompt))
 	}
 	oc := h.oauthConfig(p, st.Redirect)
@@ -191,6 +197,11 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: links})
 		return nil
 	}
+	// A sign-in for a purpose (the admin page) runs its own checks and
+	// never writes a session.
+	if st.Purpose != "" {
+		return h.completePurpose(w, r, st, sess)
+	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		h.logger.Error("writing the session cookie", zap.Error(err))
 		h.metrics.login("failure", "session_cookie")
@@ -205,9 +216,6 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		h.metrics.login("success", "sp_initiated")
 	}
-	if st.Purpose != "" {
-		return h.completePurpose(w, r, st, sess)
-	}
 	target := st.RD
 	if sess.Tenant == "" {
 		target = prefix + "tenant?rd=" + url.QueryEscape(st.RD)
@@ -218,6 +226,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 }
 
 // finishLogin runs every check of the callback and returns the new session.
+// For a purpose sign-in it returns the verified sign-in only: the purpose's
+// checks are completePurpose's, and no session is written for it.
 func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure bool) (*session, *loginState, error) {
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -277,6 +287,11 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		K1Issued: c.IssuedAt,
 		Issued:   now.Unix(),
 		Expires:  now.Add(h.cfg.lifetime).Unix(),
+	}
+	if st.Purpose != "" {
+		// Checked by completePurpose, which needs to know whether K1 sent
+		// auth_time at all.
+		return sess, st, nil
 	}
 	if sess.AuthTime == 0 {
 		sess.AuthTime = now.Unix()

@@ -204,6 +204,7 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 	secure := h.secure(r)
 	h.revokeSession(r.Context(), sess)
 	h.shared.clearSession(w, secure)
+	expireCookie(w, cookieName(adminCookie, secure), secure) // the admin page's sign-in ends too
 	h.expireUpstreamCookies(w, r, false)
 	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), zap.String("k1_sid", sess.SID))
 	if via == "bms_logout" {
