@@ -266,3 +266,26 @@ func TestSubRevocationAcrossClockSkew(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// sidOf logs the browser c out of the proxy (/.k1sso/logout, not followed to
+// K1) and returns the K1 sid of its session, read from the id_token_hint
+// the proxy hands K1.
+func sidOf(t *testing.T, c *http.Client, base string) string {
+	t.Helper()
+	nr := testenv.NoRedirect(c.Jar)
+	form := k1devtest.FindForm([]byte(body(t, get(t, nr, base+"/.k1sso/logout"))), "csrf_token")
+	if form == nil {
+		t.Fatal("no logout form")
+	}
+	resp := get(t, nr, base+"/.k1sso/logout?csrf_token="+url.QueryEscape(form.Fields().Get("csrf_token")))
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _ := jwtClaims(t, loc.Query().Get("id_token_hint"))["sid"].(string)
+	if sid == "" {
+		t.Fatalf("no sid in the ID token of the logout: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return sid
+}
