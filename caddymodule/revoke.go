@@ -149,7 +149,7 @@ func (r *revoker) revoke(ctx context.Context, rv revocation) {
 	if err := r.store.Revoke(ctx, rv); err != nil {
 		r.logger.Warn("storing a revocation failed; it holds here and will be retried", zap.String("kind", rv.Kind), zap.Error(err))
 		r.mu.Lock()
-		r.pending = append(r.pending, rv)
+		r.pending = addPending(r.pending, rv)
 		r.mu.Unlock()
 	}
 }
@@ -178,8 +178,25 @@ func (r *revoker) retry(ctx context.Context) {
 		r.logger.Info("pending revocations stored", zap.Int("count", len(todo)))
 	}
 	r.mu.Lock()
-	r.pending = append(left, r.pending...)
+	for _, rv := range r.pending {
+		left = addPending(left, rv)
+	}
+	r.pending = left
 	r.mu.Unlock()
+}
+
+// addPending adds rv to the pending revocations unless one of the same
+// name (the same store key) is there, which then keeps the later expiry:
+// the same logout repeated while the store is down does not grow the list.
+func addPending(pending []revocation, rv revocation) []revocation {
+	n := rv.name()
+	for i := range pending {
+		if pending[i].name() == n {
+			pending[i].Expires = max(pending[i].Expires, rv.Expires)
+			return pending
+		}
+	}
+	return append(pending, rv)
 }
 
 // run keeps the set in sync with the store until ctx ends: the store's
