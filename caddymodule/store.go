@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -186,6 +188,10 @@ type caddyStore struct {
 	s      certmagic.Storage
 	base   string // k1sso/<namespace>
 	logger *zap.Logger
+	// stripes serialise this instance's Extends of one key before they
+	// take the storage lock: Caddy's file lock polls once a second when
+	// held, so concurrent logins of one user here would wait for it.
+	stripes [64]sync.Mutex
 }
 
 func newCaddyStore(s certmagic.Storage, ns string, logger *zap.Logger) *caddyStore {
@@ -252,6 +258,11 @@ func (c *caddyStore) PutIfAbsent(ctx context.Context, key string, value []byte, 
 }
 
 func (c *caddyStore) Extend(ctx context.Context, key string, until int64) error {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	mu := &c.stripes[h.Sum32()%uint32(len(c.stripes))]
+	mu.Lock()
+	defer mu.Unlock()
 	lock := c.storageKey(key)
 	if err := c.s.Lock(ctx, lock); err != nil {
 		return err
