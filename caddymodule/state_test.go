@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -288,4 +289,22 @@ func sidOf(t *testing.T, c *http.Client, base string) string {
 		t.Fatalf("no sid in the ID token of the logout: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	return sid
+}
+
+// An integration switch stored before keys were namespaced is still read.
+func TestLegacyIntegrationSwitchIsRead(t *testing.T) {
+	storage := t.TempDir()
+	dir := filepath.Join(storage, "k1sso", "integration")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The caddy store's format: 8 bytes of expiry (0: never), then JSON.
+	if err := os.WriteFile(filepath.Join(dir, "acme"), append(make([]byte, 8), `{"enabled":false}`...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k1 := k1devtest.Start(t, nil)
+	px := testenv.StartCaddy(t, testenv.Site{K1: k1.URL, Upstream: testenv.NewUpstream(t).URL, Users: testenv.DemoUsers(t), Storage: storage})
+	if resp := spLogin(t, px.URL, "acme"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("SP login into acme, switched off in the old layout: %d, want 403", resp.StatusCode)
+	}
 }
