@@ -61,7 +61,7 @@ type LaunchOptions struct {
 }
 
 func (h *Handler) provisionLaunch(ctx caddy.Context) error {
-	h.launcherURL = h.cfg.issuer + "/launcher"
+	h.launcherURL = h.cfg.issuerURL() + "/launcher"
 	if h.LauncherURL != "" {
 		raw := caddy.NewReplacer().ReplaceKnown(h.LauncherURL, "")
 		u, err := url.Parse(raw)
@@ -98,7 +98,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
-	if iss := params.Get("iss"); iss == "" || strings.TrimRight(iss, "/") != h.cfg.issuer {
+	if !h.cfg.isIssuer(params.Get("iss")) {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
 			Message: "This sign-in request did not come from the KaseyaOne this BMS trusts."})
 		return nil

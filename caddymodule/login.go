@@ -80,7 +80,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		h.k1Down(w, r)
+		h.k1Down(w, r, err)
 		return nil
 	}
 	secure := h.secure(r)
@@ -149,8 +149,13 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 	}
 }
 
-// k1Down answers a login that cannot reach K1.
-func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
+// k1Down answers a login whose discovery failed (err from k1Client.get):
+// K1 cannot be reached, or its discovery names another issuer.
+func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request, err error) {
+	if f := discoveryFailure(err); f.reason != "k1_unreachable" {
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail})
+		return
+	}
 	w.Header().Set("Retry-After", "30")
 	h.page(w, r, http.StatusServiceUnavailable, pageData{
 		Title:   "KaseyaOne is unreachable",
@@ -159,13 +164,32 @@ func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// discoveryFailure is the refusal of a login whose discovery failed (err
+// from k1Client.get). A misconfiguration (such as a configured issuer that
+// K1 does not publish) is the administrator's to fix, and the page says
+// what it is.
+func discoveryFailure(err error) *loginFailure {
+	var mc misconfiguration
+	if !errors.As(err, &mc) {
+		return fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+	}
+	f := fail(http.StatusServiceUnavailable, mc.reason(), "KaseyaOne sign-in is misconfigured",
+		"Sign-in through KaseyaOne is not possible until an administrator corrects the KaseyaOne settings of this proxy.")
+	f.detail = mc.detail()
+	f.kind = problemConfig // diagnose.go
+	return f
+}
+
 // loginFailure is a refused login: what the user sees and what is logged.
 type loginFailure struct {
 	status  int
 	reason  string // stable, for logs and metrics
 	title   string
 	message string
+	detail  string // shown below the message
 	links   []pageLink
+	kind    string      // what kind of problem, for the page; "": from reason (diagnose.go)
+	log     []zap.Field // what K1 said or the network error; never a secret
 }
 
 func (f *loginFailure) Error() string { return f.reason }
@@ -184,7 +208,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			f = fail(http.StatusBadRequest, "internal", "Sign-in failed", "The sign-in could not be completed. Please try again.")
 			h.logger.Error("login failed", zap.Error(err))
 		}
-		fields := []zap.Field{zap.String("outcome", "failure"), zap.String("reason", f.reason)}
+		fields := append([]zap.Field{zap.String("outcome", "failure"), zap.String("reason", f.reason)}, f.log...)
 		if sess != nil {
 			fields = append(fields, zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
 		}
@@ -192,9 +216,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		h.metrics.login("failure", f.reason)
 		links := f.links
 		if links == nil {
-			links = []pageLink{{Href: prefix + "login", Text: "Sign in again"}}
+			links = []pageLink{signInAgain(st)} // diagnose.go
 		}
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: links})
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: problemDetail(f), Links: links})
 		return nil
 	}
 	// A sign-in for a purpose (the admin page) runs its own checks and
@@ -254,17 +278,20 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	}
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+		f := discoveryFailure(err)
+		if f.reason == "k1_unreachable" {
+			f.log = h.shared.k1.lastErrorFields() // diagnose.go
+		}
+		return nil, st, f
+	}
+	if f := checkResponseIss(p, q); f != nil {
+		return nil, st, f
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			return nil, nil, fail(http.StatusBadRequest, "token_exchange_refused", "Sign-in failed", "KaseyaOne refused to complete the sign-in. Start a new sign-in.")
-		}
-		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne could not be reached to complete the sign-in.")
+		return nil, st, tokenFailure(err) // diagnose.go
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
@@ -312,6 +339,25 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		return sess, st, fail(http.StatusServiceUnavailable, "store_unavailable", "Sign-in failed", "The sign-in could not be recorded. Please try again.")
 	}
 	return sess, st, nil
+}
+
+// checkResponseIss is RFC 9207's mix-up defence, before the code goes
+// anywhere: an iss in the authorization response must be exactly the
+// issuer, and when K1 advertises that it always sends one, it must be
+// there.
+func checkResponseIss(p *k1Provider, q url.Values) *loginFailure {
+	iss, present := q["iss"]
+	switch {
+	case !present && !p.issParam:
+		return nil
+	case !present:
+		return fail(http.StatusBadRequest, "iss_missing", "Sign-in failed",
+			"KaseyaOne's answer did not say which KaseyaOne sent it, so you were not signed in. Start a new sign-in.")
+	case len(iss) != 1 || iss[0] != p.issuer:
+		return fail(http.StatusBadRequest, "iss_mismatch", "Sign-in failed",
+			"The sign-in answer came from another identity provider than the KaseyaOne this BMS trusts, so you were not signed in. Start a new sign-in.")
+	}
+	return nil
 }
 
 // loginStateFor finds and checks the login cookie of a callback's state.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -282,7 +281,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	// go-oidc checks the signature (K1's keys, discovery's algorithms), iss,
 	// aud, exp, jti present, the events member, sub or sid, and no nonce;
 	// checkLogoutClaims holds the claim names to their exact spelling.
-	lt, err := p.verifierWithSkew(h.clockSkew()).VerifyLogout(ctx, raw)
+	lt, err := p.logoutVerifier(h.clockSkew()).VerifyLogout(ctx, raw)
 	if err == nil {
 		err = checkLogoutClaims(lt)
 	}
@@ -337,7 +336,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 // when its session belongs to that sid.
 func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	iss, sid := strings.TrimRight(q.Get("iss"), "/"), q.Get("sid")
+	iss, sid := q.Get("iss"), q.Get("sid")
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Cache-Control", "no-store")
@@ -348,7 +347,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return nil
 	}
-	if iss != h.cfg.issuer || sid == "" || len(sid) > 255 || !validHeaderValue(sid) {
+	if !h.cfg.isIssuer(iss) || sid == "" || len(sid) > 255 || !validHeaderValue(sid) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = w.Write([]byte("<!doctype html><title>Bad request</title><p>iss and sid are required.</p>\n"))
 		return nil

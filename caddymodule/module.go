@@ -176,6 +176,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.shared = val.(*shared)
 	h.shared.lifetime.Store(int64(cfg.lifetime / time.Second))
+	if err := h.registerApp(ctx); err != nil { // app.go
+		return err
+	}
 	if err := h.provisionIntegration(); err != nil {
 		return err
 	}
@@ -191,7 +194,10 @@ func (h *Handler) buildConfig() (*config, error) {
 	repl := caddy.NewReplacer()
 	expand := func(s string) string { return repl.ReplaceKnown(s, "") }
 	c := &config{
-		issuer:       strings.TrimRight(expand(h.Issuer), "/"),
+		// Exactly as configured: discovery's issuer must equal it
+		// character for character (OIDC Discovery §4.3), and some OPs
+		// publish theirs with a trailing "/".
+		issuer:       expand(h.Issuer),
 		clientID:     expand(h.ClientID),
 		clientSecret: expand(h.ClientSecret),
 		loginPath:    h.LoginPath,
@@ -207,10 +213,10 @@ func (h *Handler) buildConfig() (*config, error) {
 		return nil, fmt.Errorf("issuer: %q is not an http(s) URL", c.issuer)
 	}
 	if c.clientID == "" {
-		return nil, errors.New("client_id: required (is the environment variable set?)")
+		return nil, errors.New("client_id: required" + emptyHint(h.ClientID)) // diagnose.go
 	}
 	if c.clientSecret == "" {
-		return nil, errors.New("client_secret: required (is the environment variable set?)")
+		return nil, errors.New("client_secret: required" + emptyHint(h.ClientSecret))
 	}
 	if len(h.CookieSecrets) == 0 {
 		return nil, errors.New("cookie_secret: required")
@@ -218,7 +224,7 @@ func (h *Handler) buildConfig() (*config, error) {
 	for i, s := range h.CookieSecrets {
 		v := expand(s)
 		if len(v) < 32 {
-			return nil, fmt.Errorf("cookie_secret: secret #%d is %d bytes after expansion; need at least 32", i+1, len(v))
+			return nil, fmt.Errorf("cookie_secret: secret #%d is %d bytes after expansion; need at least 32%s", i+1, len(v), emptyHint(s))
 		}
 		c.cookieKeys = append(c.cookieKeys, []byte(v))
 	}
@@ -273,6 +279,18 @@ func (h *Handler) buildConfig() (*config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// issuerURL is the issuer without a trailing "/", for building URLs below
+// it: `<issuer>/launcher` is the same place for either spelling.
+func (c *config) issuerURL() string { return strings.TrimSuffix(c.issuer, "/") }
+
+// isIssuer reports whether iss, a parameter that a browser carries
+// (K1-initiated login, front-channel logout), names the configured issuer.
+// It is a plain URL, not a signed claim, so a trailing "/" is not held
+// against it.
+func (c *config) isIssuer(iss string) bool {
+	return iss != "" && strings.TrimSuffix(iss, "/") == c.issuerURL()
 }
 
 // poolKey identifies the shared state of a configuration without holding any

@@ -37,15 +37,20 @@ func clockNow() time.Time { return time.Now().Add(time.Duration(clockShift.Load(
 // store is unreachable.
 type revocationSet struct {
 	mu   sync.RWMutex
-	ids  map[string]int64    // session ID → expires
-	sids map[string]int64    // K1 sid → expires
-	subs map[string][2]int64 // K1 sub → {issued at or before, expires}
+	ids  map[string]int64 // session ID → expires
+	sids map[string]int64 // K1 sid → expires
+	// K1 sub → {issued at or before (this instance's clock), expires,
+	// ID token issued at or before (K1's clock)}
+	subs map[string][3]int64
+	// email → {issued at or before, expires}; from the admin API (adminapi.go)
+	emails map[string][2]int64
 
 	syncedAt atomic.Int64 // unix nanoseconds; every revocation stored before it is here
 }
 
 func newRevocationSet() *revocationSet {
-	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][2]int64{}}
+	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][3]int64{},
+		emails: map[string][2]int64{}}
 }
 
 func (s *revocationSet) add(rv revocation) {
@@ -60,8 +65,17 @@ func (s *revocationSet) add(rv revocation) {
 	case revokeSID:
 		s.sids[rv.Value] = max(s.sids[rv.Value], rv.Expires)
 	case revokeSub:
-		old := s.subs[rv.Value]
-		s.subs[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
+		v := s.subs[rv.Value]
+		if rv.K1 {
+			v[2] = max(v[2], rv.Before)
+		} else {
+			v[0] = max(v[0], rv.Before)
+		}
+		v[1] = max(v[1], rv.Expires)
+		s.subs[rv.Value] = v
+	case revokeEmail:
+		old := s.emails[rv.Value]
+		s.emails[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
 	}
 }
 
@@ -93,10 +107,15 @@ func (s *revocationSet) matches(sess *cachedSession) bool {
 			return true
 		}
 	}
-	// Both times are K1's (ID token and logout token iat), so no instance's
-	// clock skew lets a session escape.
-	if v, ok := s.subs[sess.Subject()]; ok && sess.K1Issued() <= v[0] {
+	// A logout at K1 compares K1's times (ID token and logout token iat),
+	// so no instance's clock skew lets a session escape it.
+	if v, ok := s.subs[sess.Subject()]; ok && (sess.Issued() <= v[0] || sess.K1Issued() <= v[2]) {
 		return true
+	}
+	if len(s.emails) > 0 {
+		if v, ok := s.emails[sess.Email()]; ok && sess.Issued() <= v[0] {
+			return true
+		}
 	}
 	return false
 }
@@ -119,6 +138,11 @@ func (s *revocationSet) sweep(now time.Time) {
 	for k, v := range s.subs {
 		if t > v[1] {
 			delete(s.subs, k)
+		}
+	}
+	for k, v := range s.emails {
+		if t > v[1] {
+			delete(s.emails, k)
 		}
 	}
 }
@@ -263,7 +287,28 @@ func (h *Handler) recordLogin(ctx context.Context, sess *session) error {
 			return err
 		}
 	}
-	return h.shared.store.Extend(ctx, loginRecordKey(revokeSub, sess.Subject), sess.Expires)
+	if err := h.shared.store.Extend(ctx, loginRecordKey(revokeSub, sess.Subject), sess.Expires); err != nil {
+		return err
+	}
+	return h.shared.store.Extend(ctx, loginRecordKey(revokeEmail, sess.Email), sess.Expires)
+}
+
+// revocationUntil is when an operator's revocation (admin API) of a sid,
+// sub or email may end: when the latest session its login record names
+// ends, and no sooner than this instance's session lifetime from now (for
+// a store that cannot answer).
+func (s *shared) revocationUntil(ctx context.Context, kind, value string, now time.Time) int64 {
+	life := time.Duration(s.lifetime.Load()) * time.Second
+	if life == 0 {
+		life = s.cfg.lifetime
+	}
+	until := now.Add(life + time.Minute).Unix()
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	if rec, ok, err := storedTime(ctx, s.store, loginRecordKey(kind, value)); err == nil && ok {
+		until = max(until, rec)
+	}
+	return until
 }
 
 // revokeK1 ends every proxy session of a K1 session (sid), or of a K1 user
@@ -295,7 +340,7 @@ func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, un
 		h.logger.Info("revocation", zap.String("kind", revokeSID), zap.String("k1_sid", sid))
 		return
 	}
-	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: before, Expires: until})
+	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: before, K1: true, Expires: until})
 	h.logger.Info("revocation", zap.String("kind", revokeSub), zap.String("k1_sub", sub))
 }
 

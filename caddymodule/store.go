@@ -64,15 +64,21 @@ const (
 	revokeID  = "id"  // one proxy session, by session ID
 	revokeSID = "sid" // every proxy session of one K1 session
 	revokeSub = "sub" // every proxy session of one K1 user issued up to Before
+	// every proxy session of one email issued up to Before (admin API)
+	revokeEmail = "email"
 )
 
 // revocation ends proxy sessions. It is kept until Expires, after which no
 // session it could match is still valid.
 type revocation struct {
-	Kind    string `json:"k"`
-	Value   string `json:"v"`
-	Before  int64  `json:"b,omitempty"` // sub: sessions whose ID token K1 issued at or before (unix s, K1's clock)
-	Expires int64  `json:"x"`           // unix s
+	Kind   string `json:"k"`
+	Value  string `json:"v"`
+	Before int64  `json:"b,omitempty"` // sub, email: sessions issued at or before (unix s)
+	// K1 marks a sub revocation of a logout at K1: Before is the logout
+	// token's iat, compared with the iat of the session's ID token (both
+	// K1's clock), not with when an instance issued the session.
+	K1      bool  `json:"k1,omitempty"`
+	Expires int64 `json:"x"` // unix s
 }
 
 // name is the revocation's key inside the store's revoked/ folder. Values
@@ -81,14 +87,17 @@ type revocation struct {
 func (rv revocation) name() string {
 	sum := sha256.Sum256([]byte(rv.Value))
 	n := rv.Kind + "-" + hex.EncodeToString(sum[:16])
-	if rv.Kind == revokeSub {
+	if rv.Kind == revokeSub || rv.Kind == revokeEmail {
 		n += "-" + strconv.FormatInt(rv.Before, 10)
+	}
+	if rv.K1 {
+		n += "-k1"
 	}
 	return n
 }
 
 func (rv revocation) valid() bool {
-	return (rv.Kind == revokeID || rv.Kind == revokeSID || rv.Kind == revokeSub) && rv.Value != "" && rv.Expires > 0
+	return (rv.Kind == revokeID || rv.Kind == revokeSID || rv.Kind == revokeSub || rv.Kind == revokeEmail) && rv.Value != "" && rv.Expires > 0
 }
 
 func parseRevocation(b []byte) (revocation, error) {
@@ -120,7 +129,7 @@ func (h *Handler) buildStoreConfig(expand func(string) string) (storeConfig, err
 	case "redis":
 		u := expand(h.RedisURL)
 		if u == "" {
-			return storeConfig{}, errors.New("store: redis needs a URL, like redis://127.0.0.1:6379/0")
+			return storeConfig{}, errors.New("store: redis needs a URL, like redis://127.0.0.1:6379/0" + emptyHint(h.RedisURL))
 		}
 		if _, err := parseRedisURL(u); err != nil {
 			return storeConfig{}, err
@@ -210,7 +219,8 @@ const revokedFolder = "revoked"
 
 // sweptFolders hold the entries with an expiry that nothing else deletes:
 // used login states and logout-token IDs, and the login records.
-var sweptFolders = []string{"state", loginRecordFolder + "/" + revokeSID, loginRecordFolder + "/" + revokeSub}
+var sweptFolders = []string{"state", loginRecordFolder + "/" + revokeSID, loginRecordFolder + "/" + revokeSub,
+	loginRecordFolder + "/" + revokeEmail}
 
 // sweepMax bounds the entries one sweep of a folder reads; a folder with
 // more is finished by the next sweeps.
