@@ -28,24 +28,35 @@ func (h *Handler) idleOver(e *sessionEntry, now time.Time) bool {
 	return h.idle > 0 && now.Unix()-int64(e.used.Load()) >= int64(h.idle/time.Second)
 }
 
-// touch records a use of the session: it re-issues the cookie with the new
-// time of use when the one the browser has is h.touchEvery old. Of concurrent
-// requests, the one that moves the entry's time re-issues; the others carry
-// the session as it is.
-func (h *Handler) touch(w http.ResponseWriter, r *http.Request, e *sessionEntry, now time.Time) {
+// touch records a use of the session: when the time of use in the cookie
+// the browser has is h.touchEvery old, it returns the session with the new
+// time, for reissue once the request turns out to carry an identity. Of
+// concurrent requests, the one that moves the entry's time gets it; the
+// others carry the session as it is. It reads the cookie, so it runs before
+// k1sso's cookies are dropped from the request.
+func (h *Handler) touch(r *http.Request, e *sessionEntry, now time.Time) *session {
 	if h.idle == 0 {
-		return
+		return nil
 	}
 	last := e.used.Load()
 	if now.Unix()-int64(last) < int64(h.touchEvery/time.Second) || !e.used.CompareAndSwap(last, uint32(now.Unix())) {
+		return nil
+	}
+	sess := h.shared.fullSession(r, h.secure(r))
+	if sess == nil || sess.ID != e.s.ID() {
+		return nil
+	}
+	sess.Used = now.Unix()
+	return sess
+}
+
+// reissue sets the session cookie with the new time of use, and caches the
+// new cookie as the same entry. sess nil: nothing to do.
+func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntry, sess *session) {
+	if sess == nil {
 		return
 	}
 	secure := h.secure(r)
-	sess := h.shared.fullSession(r, secure)
-	if sess == nil || sess.ID != e.s.ID() {
-		return
-	}
-	sess.Used = now.Unix()
 	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
 	if err == nil {
 		err = writeChunked(w, r, cookieName(sessionCookie, secure), v, secure, time.Until(time.Unix(sess.Expires, 0)))

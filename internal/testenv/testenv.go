@@ -30,6 +30,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/k1sso/k1sso/caddymodule"
+	"github.com/k1sso/k1sso/internal/k1devtest"
 )
 
 // CookieSecret is a test cookie secret (>= 32 bytes).
@@ -208,6 +209,8 @@ type Seen struct {
 	Method string
 	Path   string
 	Header http.Header
+	// Trailer holds the request trailers that arrived after the body.
+	Trailer http.Header `json:",omitempty"`
 }
 
 // Upstream is a recording upstream: it answers every request with the JSON
@@ -223,7 +226,9 @@ type Upstream struct {
 func NewUpstream(tb testing.TB) *Upstream {
 	u := &Upstream{}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := Seen{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone()}
+		// Trailers arrive only once the body is read to its end.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		s := Seen{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Trailer: r.Trailer.Clone()}
 		u.mu.Lock()
 		u.all = append(u.all, s)
 		u.mu.Unlock()
@@ -264,27 +269,7 @@ func DecodeSeen(tb testing.TB, resp *http.Response) Seen {
 // NoRedirect returns a client that keeps cookies in jar but does not follow
 // redirects.
 func NoRedirect(jar http.CookieJar) *http.Client {
-	return &http.Client{Jar: jar, Timeout: 15 * time.Second, Transport: Navigating{}, CheckRedirect: func(*http.Request, []*http.Request) error {
+	return &http.Client{Jar: jar, Timeout: 15 * time.Second, Transport: k1devtest.Navigating{}, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
-}
-
-// Navigating is a RoundTripper that makes a GET or HEAD without an Accept
-// header look like a browser loading a page (Accept: text/html, ...), as the
-// proxy sends only navigations to K1 and answers everything else with 401.
-// Requests that set Accept or Sec-Fetch-Mode themselves are left alone. Base
-// is http.DefaultTransport when nil.
-type Navigating struct{ Base http.RoundTripper }
-
-// RoundTrip implements http.RoundTripper.
-func (n Navigating) RoundTrip(r *http.Request) (*http.Response, error) {
-	base := n.Base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Accept") == "" && r.Header.Get("Sec-Fetch-Mode") == "" {
-		r = r.Clone(r.Context())
-		r.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-	}
-	return base.RoundTrip(r)
 }
