@@ -81,7 +81,7 @@ func newMetrics() *metrics {
 		dirReloads: prometheus.NewCounterVec(prometheus.CounterOpts(opts("directory_reloads_total",
 			"Reloads of the users file after it changed, by result (success, error).")), []string{"result"}),
 		injected: prometheus.NewCounterVec(prometheus.CounterOpts(opts("injected_pages_total",
-			"BMS pages rewritten by the proxy, by kind: login_link, launcher.")), []string{"kind"}),
+			"BMS pages rewritten by the proxy, by kind: login_link, launcher, expiry_notice.")), []string{"kind"}),
 		reasons: map[string]struct{}{},
 	}
 }
@@ -245,8 +245,11 @@ func k1Endpoint(p string) string {
 
 // injectKindLabel is the kind label of injected_pages_total.
 func injectKindLabel(k injectKind) string {
-	if k == injectLauncher {
+	switch k {
+	case injectLauncher:
 		return injectedLauncher
+	case injectNotice:
+		return "expiry_notice" // notice.go
 	}
 	return injectedLoginLink
 }
