@@ -220,7 +220,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		expireCookie(w, cookieName(loginCookiePre+state[:12], secure), secure)
 	}
 	if e := q.Get("error"); e != "" {
-		return nil, nil, k1Error(e, q.Get("error_description"))
+		return nil, nil, k1Error(e, q.Get("error_description"), stErr == nil)
 	}
 	if stErr != nil {
 		return nil, nil, stErr
@@ -309,8 +309,17 @@ func (h *Handler) loginStateFor(r *http.Request, state string, secure bool) (*lo
 	return &st, nil
 }
 
-// k1Error turns K1's error= answer into a readable refusal.
-func k1Error(code, desc string) *loginFailure {
+// k1Error turns K1's error= answer into a readable refusal. Anyone can
+// link to the callback with an error and a description of their own, so
+// K1's words are shown only for a login this browser started (pending);
+// any other such answer gets the page of a login that did not start here.
+// The reason keeps the code either way (metrics bound its values).
+func k1Error(code, desc string, pending bool) *loginFailure {
+	reason := "k1_error_" + sanitizeCode(code)
+	if !pending {
+		return fail(http.StatusBadRequest, reason, "Sign-in expired or started elsewhere",
+			"This sign-in did not start in this browser, or it took too long. Start a new sign-in.")
+	}
 	msg := "KaseyaOne did not complete the sign-in"
 	switch code {
 	case "access_denied":
@@ -320,7 +329,7 @@ func k1Error(code, desc string) *loginFailure {
 	case "temporarily_unavailable", "server_error":
 		msg = "KaseyaOne had a problem. Please try again in a minute."
 	}
-	f := fail(http.StatusBadRequest, "k1_error_"+sanitizeCode(code), "KaseyaOne did not sign you in", msg)
+	f := fail(http.StatusBadRequest, reason, "KaseyaOne did not sign you in", msg)
 	if desc != "" {
 		f.message += " (" + truncate(desc, 200) + ")"
 	}
