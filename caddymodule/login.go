@@ -143,7 +143,7 @@ func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
 	h.page(w, r, http.StatusServiceUnavailable, pageData{
 		Title:   "KaseyaOne is unreachable",
 		Message: "Sign-in through KaseyaOne is not possible right now because KaseyaOne cannot be reached. Please try again in a minute.",
-		Links:   []pageLink{{Href: r.URL.RequestURI(), Text: "Try again"}},
+		Links:   []pageLink{h.retryLink(r)},
 	})
 }
 

@@ -253,7 +253,7 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		h.page(w, r, http.StatusServiceUnavailable, pageData{
 			Title:   "Sign-in temporarily unavailable",
 			Message: "Your KaseyaOne session cannot be checked right now because the session store is unreachable. Please try again in a moment.",
-			Links:   []pageLink{{Href: r.URL.RequestURI(), Text: "Try again"}},
+			Links:   []pageLink{h.retryLink(r)},
 		})
 		return nil
 	}
