@@ -133,7 +133,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	e := h.shared.lookupSession(r, h.secure(r), now)
 	if e != nil && e.s.Tenant() != "" && !h.revoked(e, now) &&
 		(tenant == "" || tenant == e.s.Tenant()) &&
-		(hint == "" || !strings.Contains(hint, "@") || strings.EqualFold(hint, e.s.Email())) {
+		(hint == "" || !strings.Contains(hint, "@") || normalEmail(hint) == e.s.Email()) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, target, http.StatusFound)
 		return nil
