@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -147,6 +149,18 @@ func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// sidField logs a K1 session ID as k1_sid_hash, the first 16 hex digits
+// of its SHA-256: the sid itself is all a front-channel logout needs, so
+// whoever reads the logs could end that K1 session's proxy sessions. The
+// hash still ties the lines of one K1 session together.
+func sidField(sid string) zap.Field {
+	if sid == "" {
+		return zap.Skip()
+	}
+	sum := sha256.Sum256([]byte(sid))
+	return zap.String("k1_sid_hash", hex.EncodeToString(sum[:8]))
+}
+
 // loginFailure is a refused login: what the user sees and what is logged.
 type loginFailure struct {
 	status  int
@@ -192,7 +206,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	h.logger.Info("login", zap.String("outcome", "success"), zap.String("k1_sub", sess.Subject),
-		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), zap.String("k1_sid", sess.SID))
+		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), sidField(sess.SID))
 	// The reason of a success tells SP-initiated logins from K1 launches.
 	if st.K1Initiated {
 		h.metrics.login("success", "k1_initiated")

@@ -205,7 +205,7 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 	h.revokeSession(r.Context(), sess)
 	h.shared.clearSession(w, secure)
 	h.expireUpstreamCookies(w, r, false)
-	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), zap.String("k1_sid", sess.SID))
+	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), sidField(sess.SID))
 	if via == "bms_logout" {
 		h.metrics.logout(logoutBMS)
 	} else {
@@ -314,7 +314,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		return nil
 	}
 	h.revokeK1(ctx, lt.SessionID, lt.Subject)
-	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), zap.String("k1_sid", lt.SessionID))
+	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), sidField(lt.SessionID))
 	h.metrics.logout(logoutBackchannel)
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -348,7 +348,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		h.shared.clearSession(w, secure)
 		h.expireUpstreamCookies(w, r, true)
 	}
-	h.logger.Info("front-channel logout", zap.String("k1_sid", sid))
+	h.logger.Info("front-channel logout", sidField(sid))
 	h.metrics.logout(logoutFrontchannel)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p>Signed out of BMS.</p>\n"))

@@ -207,7 +207,7 @@ func (r *revoker) load(ctx context.Context) error {
 // revokeSession ends one proxy session everywhere.
 func (h *Handler) revokeSession(ctx context.Context, s *session) {
 	h.shared.revoker.revoke(ctx, revocation{Kind: revokeID, Value: s.ID, Expires: s.Expires})
-	h.logger.Info("revocation", zap.String("kind", revokeID), zap.String("k1_sub", s.Subject), zap.String("k1_sid", s.SID))
+	h.logger.Info("revocation", zap.String("kind", revokeID), zap.String("k1_sub", s.Subject), sidField(s.SID))
 	h.metrics.sessionsRevoked(1)
 }
 
@@ -220,7 +220,7 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
 	h.metrics.sessionsRevoked(1)
 	if sid != "" {
 		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: exp})
-		h.logger.Info("revocation", zap.String("kind", revokeSID), zap.String("k1_sid", sid))
+		h.logger.Info("revocation", zap.String("kind", revokeSID), sidField(sid))
 		return
 	}
 	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: now.Unix(), Expires: exp})
