@@ -173,7 +173,8 @@ func TestAbuseLoginFlood(t *testing.T) {
 }
 
 // TestAbuseUnknownKidFlood: tokens with made-up kids are refused, and K1's
-// JWKS is fetched at most once per interval however many arrive.
+// JWKS is fetched at most once per interval however many arrive, for ID
+// tokens and for logout tokens each.
 func TestAbuseUnknownKidFlood(t *testing.T) {
 	h := newHostile(t)
 	h.op.Set(hostileop.Behavior{Sign: hostileop.SignUnknownKey})
@@ -190,6 +191,19 @@ func TestAbuseUnknownKidFlood(t *testing.T) {
 	h.op.Set(hostileop.Behavior{})
 	_, resp := h.login(t)
 	h.accepted(t, resp)
+
+	// Logout tokens, which anyone can POST, have a budget of their own:
+	// made-up kids (and no kid at all) make at most one fetch per interval.
+	before := h.op.JWKSHits()
+	for i := 0; i < 30; i++ {
+		b := hostileop.Behavior{Sign: hostileop.SignUnknownKey, NoKid: i%2 == 1}
+		if status, _, _ := postLogout(t, h.px.URL, h.op.LogoutToken(b, "sid-1")); status != http.StatusBadRequest {
+			t.Fatalf("logout token %d with a made-up key: %d, want 400", i, status)
+		}
+	}
+	if n := h.op.JWKSHits() - before; n > 1 {
+		t.Fatalf("30 logout tokens with made-up keys made %d JWKS fetches; want at most 1 within the interval", n)
+	}
 }
 
 // TestClockSkew: iat and exp get a bounded, configurable leeway.

@@ -7,17 +7,24 @@ import (
 	"github.com/gorilla/securecookie"
 )
 
-// The admin page: /.k1sso/admin shows one switch per tenant of the
-// directory. Viewing it needs nothing (operators may put basic_auth in
-// front, see examples/admin-basic-auth.Caddyfile); every change is a POST
-// with a CSRF token that starts a K1 sign-in with prompt=login, and is
-// applied by completePurpose (integration.go) only for a fresh sign-in of an
-// admin of that tenant.
+// The admin page: /.k1sso/admin shows the switch of every tenant the
+// signed-in user administers (role admin in the users file). Nothing is
+// shown before a K1 sign-in: a browser without one is sent to K1 first
+// (adminPurpose), or the browser's session says who it is. Every change is
+// a POST with a CSRF token that starts another K1 sign-in (prompt=login,
+// max_age=0), applied by completePurpose (integration.go) only for a fresh
+// sign-in of an admin of that tenant. None of these sign-ins writes a
+// session.
+
+// adminPurpose marks a sign-in made to see the admin page
+// (loginState.Purpose).
+const adminPurpose = "admin"
 
 // adminCookie holds a random value the admin form's CSRF token is bound to,
-// so the form works for a browser without a k1sso session. It is signed and
-// encrypted with the login codecs (whose MaxAge makes it short-lived) under
-// its own name, so no other cookie decodes as it.
+// so the form works for a browser without a k1sso session, and the admin
+// page's K1 sign-in. It is signed and encrypted with the login codecs
+// (whose MaxAge makes it short-lived) under its own name, so no other
+// cookie decodes as it. The hot path never reads it: it is no session.
 const (
 	adminCookie    = "k1sso-admin"
 	adminCookieAge = 30 * time.Minute
@@ -26,14 +33,22 @@ const (
 // adminDone is the message shown after a change was applied.
 const adminDone = "Operation is completed successfully."
 
+// adminNonce is the admin cookie's content.
 type adminNonce struct {
 	N      string `json:"n"`
 	Issued int64  `json:"i"`
+	// The K1 sign-in made for the admin page, valid adminCookieAge from
+	// SignedIn; empty before one.
+	Email    string `json:"e,omitempty"`
+	Subject  string `json:"s,omitempty"`
+	SID      string `json:"sid,omitempty"`
+	SignedIn int64  `json:"a,omitempty"`
 }
 
 type adminData struct {
 	Title   string
 	Done    string
+	Viewer  string
 	Tenants []adminRow
 	CSRF    string
 	Action  string
@@ -54,16 +69,35 @@ type adminRow struct {
 // serveAdmin is /.k1sso/admin: GET shows the switches, POST starts a change.
 func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		h.adminPage(w, r)
-		return nil
-	case http.MethodPost:
+	case http.MethodGet, http.MethodHead, http.MethodPost:
 	default:
 		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
+	if h.shared.revocations.stale(time.Now()) {
+		// Who is signed in cannot be checked against revocations: a 503,
+		// not a sign-in that would come back here in a loop.
+		w.Header().Set("Retry-After", "5")
+		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Integration settings temporarily unavailable",
+			Message: "The session store is unreachable, so sign-ins cannot be checked right now. Please try again in a moment."})
+		return nil
+	}
+	n, _ := h.adminNonce(r)
+	viewer := h.adminViewer(r, n)
+	if r.Method != http.MethodPost {
+		if viewer == "" {
+			if wantsJSON(r) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "login": prefix + "admin"})
+				return nil
+			}
+			return h.startLogin(w, r, loginRequest{rd: prefix + "admin", purpose: adminPurpose})
+		}
+		h.adminPage(w, r, n, viewer)
+		return nil
+	}
 	back := []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if err := r.ParseForm(); err != nil || !h.validAdminCSRF(r, r.PostForm.Get("csrf_token")) {
+	if err := r.ParseForm(); err != nil || viewer == "" || !h.validAdminCSRF(n, r.PostForm.Get("csrf_token")) {
 		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired",
 			Message: "This form is no longer valid. Reload the integration settings and try again.", Links: back})
 		return nil
@@ -77,23 +111,47 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "There is no such tenant in the BMS directory.", Links: back})
 		return nil
 	}
+	// The page offers only the viewer's tenants; the sign-in for the
+	// change is checked again, whoever signs in then.
+	if acc := h.shared.dir.account(viewer, tenant); acc == nil || !acc.hasRole("admin") {
+		f := notTenantAdmin(viewer, tenant)
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: back})
+		return nil
+	}
 	payload := "off"
 	if r.PostForm.Get("enabled") == "on" {
 		payload = "on"
 	}
-	// prompt=login: the change needs the admin to sign in now, not an
-	// older K1 session.
-	return h.startLogin(w, r, loginRequest{rd: prefix + "admin", tenant: tenant, prompt: "login",
+	return h.startLogin(w, r, loginRequest{rd: prefix + "admin", tenant: tenant, fresh: true,
 		purpose: integrationPurpose, payload: payload})
 }
 
-// adminPage renders the switches with their current state, read from the
-// store (not the cache): an admin expects to see the latest change.
-func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request) {
-	d := adminData{Title: "KaseyaOne integration", Action: prefix + "admin", Nonce: randomID(16), Wide: true}
-	d.CSRF = h.adminCSRF(w, r)
-	done := r.URL.Query().Get("done")
+// adminTenants lists the tenants email administers.
+func (h *Handler) adminTenants(email string) []tenantOption {
+	var out []tenantOption
 	for _, t := range h.shared.dir.tenants() {
+		if acc := h.shared.dir.account(email, t.ID); acc != nil && acc.hasRole("admin") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// adminPage renders the switches of the viewer's tenants with their
+// current state, read from the store (not the cache): an admin expects to
+// see the latest change.
+func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, n adminNonce, viewer string) {
+	tenants := h.adminTenants(viewer)
+	if len(tenants) == 0 {
+		h.page(w, r, http.StatusForbidden, pageData{Title: "Not a BMS administrator",
+			Message: "The KaseyaOne account " + viewer + " is not a BMS administrator of any tenant here, so it cannot see the KaseyaOne integration settings.",
+			Links:   []pageLink{{Href: prefix + "logout", Text: "Sign out to use another KaseyaOne account"}}})
+		return
+	}
+	d := adminData{Title: "KaseyaOne integration", Action: prefix + "admin", Nonce: randomID(16), Wide: true, Viewer: viewer}
+	d.CSRF = h.adminCSRF(w, r, n)
+	done := r.URL.Query().Get("done")
+	for _, t := range tenants {
 		row := adminRow{ID: t.ID, Name: t.Name}
 		st, err := h.integration(r.Context(), t.ID, true)
 		if err != nil {
@@ -109,6 +167,7 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Tenants = append(d.Tenants, row)
 	}
+	w.Header().Set("Cache-Control", "no-store")
 	h.pageHeaders(w, d.Nonce)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
@@ -117,19 +176,59 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request) {
 	_ = adminTmpl.Execute(w, d)
 }
 
-// adminCSRF returns the form token, setting the admin cookie it is bound to
-// when the browser has none (or an old one).
-func (h *Handler) adminCSRF(w http.ResponseWriter, r *http.Request) string {
-	if n, ok := h.adminNonce(r); ok && time.Since(time.Unix(n.Issued, 0)) < adminCookieAge/2 {
-		return h.csrfToken("admin:" + n.N)
+// adminViewer is the verified K1 email of who looks at the admin page: the
+// admin page's own sign-in (in the admin cookie, until adminCookieAge after
+// it) or the browser's session; "" for nobody. Both end with a revocation
+// of their K1 session or user.
+func (h *Handler) adminViewer(r *http.Request, n adminNonce) string {
+	now := time.Now()
+	if n.Email != "" && now.Sub(time.Unix(n.SignedIn, 0)) < adminCookieAge {
+		c, ok := newCachedSession(&session{SID: n.SID, Subject: n.Subject, Email: n.Email, Issued: n.SignedIn})
+		if ok && !h.revoked(&sessionEntry{s: c}, now) {
+			return n.Email
+		}
 	}
+	if e := h.shared.lookupSession(r, h.secure(r), now); e != nil && !h.revoked(e, now) {
+		return e.s.Email()
+	}
+	return ""
+}
+
+// rememberAdmin keeps a sign-in of an admin of some tenant in the admin
+// cookie, for the admin page only. The nonce of the browser's open forms
+// is kept.
+func (h *Handler) rememberAdmin(w http.ResponseWriter, r *http.Request, sess *session) {
+	if len(h.adminTenants(sess.Email)) == 0 {
+		return
+	}
+	n, ok := h.adminNonce(r)
+	if !ok {
+		n = adminNonce{N: randomID(18), Issued: time.Now().Unix()}
+	}
+	n.Email, n.Subject, n.SID, n.SignedIn = sess.Email, sess.Subject, sess.SID, time.Now().Unix()
+	h.setAdminCookie(w, r, n)
+}
+
+func (h *Handler) setAdminCookie(w http.ResponseWriter, r *http.Request, n adminNonce) bool {
 	secure := h.secure(r)
-	n := adminNonce{N: randomID(18), Issued: time.Now().Unix()}
 	v, err := securecookie.EncodeMulti(adminCookie, &n, h.shared.codecs.login...)
 	if err != nil {
-		return ""
+		return false
 	}
 	http.SetCookie(w, newCookie(cookieName(adminCookie, secure), v, secure, adminCookieAge))
+	return true
+}
+
+// adminCSRF returns the form token, renewing the admin cookie it is bound
+// to when it is old (the sign-in in it keeps its own time).
+func (h *Handler) adminCSRF(w http.ResponseWriter, r *http.Request, n adminNonce) string {
+	if n.N != "" && time.Since(time.Unix(n.Issued, 0)) < adminCookieAge/2 {
+		return h.csrfToken("admin:" + n.N)
+	}
+	n.N, n.Issued = randomID(18), time.Now().Unix()
+	if !h.setAdminCookie(w, r, n) {
+		return ""
+	}
 	return h.csrfToken("admin:" + n.N)
 }
 
@@ -143,7 +242,6 @@ func (h *Handler) adminNonce(r *http.Request) (adminNonce, bool) {
 	return n, true
 }
 
-func (h *Handler) validAdminCSRF(r *http.Request, token string) bool {
-	n, ok := h.adminNonce(r)
-	return ok && h.validCSRF("admin:"+n.N, token)
+func (h *Handler) validAdminCSRF(n adminNonce, token string) bool {
+	return n.N != "" && h.validCSRF("admin:"+n.N, token)
 }

@@ -32,29 +32,43 @@ type cookieCodecs struct {
 	csrf    []byte // HMAC key of CSRF tokens
 }
 
+// newCookieCodecs derives every cookie key from a secret and the
+// deployment: the issuer and the client id. Operators reuse a
+// cookie_secret across sites (a staging copy, another BMS behind another K1
+// client); a session, login or admin cookie of one of them must be no
+// cookie at all on the other. Rotation is unaffected: every secret is
+// bound to the same deployment.
 func newCookieCodecs(cfg *config) *cookieCodecs {
 	c := &cookieCodecs{}
+	d := deployment{issuer: cfg.issuer, clientID: cfg.clientID}
 	for i, secret := range cfg.cookieKeys {
-		c.session = append(c.session, newCodec(secret, "session", 0))
-		c.login = append(c.login, newCodec(secret, "login", stateMaxAge))
+		c.session = append(c.session, newCodec(secret, d, "session", 0))
+		c.login = append(c.login, newCodec(secret, d, "login", stateMaxAge))
 		if i == 0 {
-			c.csrf = deriveKey(secret, "k1sso csrf")
+			c.csrf = deriveKey(secret, d, "k1sso csrf")
 		}
 	}
 	return c
 }
 
+// deployment is what cookie keys are bound to besides the secret.
+type deployment struct{ issuer, clientID string }
+
 // newCodec derives separate keys per purpose so that a cookie of one kind
 // can never be decoded as another.
-func newCodec(secret []byte, purpose string, maxAge time.Duration) securecookie.Codec {
-	sc := securecookie.New(deriveKey(secret, "k1sso "+purpose+" mac"), deriveKey(secret, "k1sso "+purpose+" enc"))
+func newCodec(secret []byte, d deployment, purpose string, maxAge time.Duration) securecookie.Codec {
+	sc := securecookie.New(deriveKey(secret, d, "k1sso "+purpose+" mac"), deriveKey(secret, d, "k1sso "+purpose+" enc"))
 	sc.SetSerializer(securecookie.JSONEncoder{})
 	sc.MaxAge(int(maxAge / time.Second)) // 0: expiry is checked on the decoded value
 	sc.MaxLength(chunkSize * maxSessionChunks)
 	return sc
 }
 
-func deriveKey(secret []byte, info string) []byte {
+// deriveKey is HKDF-SHA256 of the secret with the purpose and the
+// deployment as its info. The parts are length-prefixed, so no choice of
+// issuer and client id yields another's info.
+func deriveKey(secret []byte, d deployment, purpose string) []byte {
+	info := purpose + "\x00" + strconv.Itoa(len(d.issuer)) + ":" + d.issuer + strconv.Itoa(len(d.clientID)) + ":" + d.clientID
 	k, err := hkdf.Key(sha256.New, secret, nil, info, 32)
 	if err != nil {
 		panic(err) // only for lengths hkdf cannot produce; 32 always works

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -9,13 +10,14 @@ import (
 
 // MintSessionCookieForBench returns the value of a valid session cookie
 // (named "k1sso", or "__Host-k1sso" on https) for email in tenant, as if the
-// user had logged in at K1 as subject just now and the session lasted ttl.
+// user had logged in at K1 as subject just now and the session lasted ttl,
+// for the deployment of issuer and clientID (cookie keys are bound to it).
 //
 // It is a benchmarking aid: the load harness in bench/ uses it to present
 // 100,000 distinct sessions without 100,000 logins. It needs the cookie
 // secret, and whoever holds that secret can already forge any session, so it
 // grants nothing new. It never touches a running handler.
-func MintSessionCookieForBench(secret []byte, subject, email, tenant string, ttl time.Duration) (string, error) {
+func MintSessionCookieForBench(secret []byte, issuer, clientID, subject, email, tenant string, ttl time.Duration) (string, error) {
 	if len(secret) < 32 {
 		return "", errors.New("minting a session cookie: the cookie secret needs at least 32 bytes")
 	}
@@ -28,5 +30,5 @@ func MintSessionCookieForBench(secret []byte, subject, email, tenant string, ttl
 		Issued:  now.Unix(),
 		Expires: now.Add(ttl).Unix(),
 	}
-	return securecookie.EncodeMulti(sessionCookie, s, newCodec(secret, "session", 0))
+	return securecookie.EncodeMulti(sessionCookie, s, newCodec(secret, deployment{issuer: strings.TrimRight(issuer, "/"), clientID: clientID}, "session", 0))
 }

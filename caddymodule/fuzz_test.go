@@ -221,8 +221,9 @@ func FuzzLogoutToken(f *testing.F) {
 		f.Fatal(err)
 	}
 	const iss, client = "https://k1.example", "bms-proxy"
-	ks := &keySet{algs: []jose.SignatureAlgorithm{jose.RS256}, loaded: true, fetched: time.Now().Add(time.Hour),
-		keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}}
+	ks := newKeySet("", nil, []string{"RS256"})
+	ks.loaded, ks.fetched = true, time.Now().Add(time.Hour)
+	ks.keys = []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}
 	p := &k1Provider{keys: ks, issuer: iss, clientID: client, algs: []string{"RS256"}}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: priv, KeyID: "k1"}}, nil)
 	if err != nil {
@@ -243,7 +244,7 @@ func FuzzLogoutToken(f *testing.F) {
 		if err != nil {
 			return
 		}
-		lt, err := p.verifierWithSkew(defaultClockSkew).VerifyLogout(context.Background(), raw)
+		lt, err := p.logoutVerifier(defaultClockSkew).VerifyLogout(context.Background(), raw)
 		if err != nil || checkLogoutClaims(lt) != nil {
 			return
 		}

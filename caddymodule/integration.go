@@ -218,37 +218,71 @@ func (h *Handler) spLoginAllowed(ctx context.Context, tenant string) *loginFailu
 	return nil
 }
 
-// integrationCheck runs at the callback, after the account was chosen (acc
-// may be nil while the user still has to pick a tenant), before the session
-// is written.
+// wayIn is how a browser comes into a tenant. The company link holds for
+// every way in; the integration switch concerns only SP-initiated sign-in.
+type wayIn int
+
+const (
+	// viaLogin is an SP-initiated sign-in: the login link, login_path,
+	// /.k1sso/login, and the tenant picker after such a sign-in.
+	viaLogin wayIn = iota
+	// viaLaunch is a launch from K1 (/.k1sso/initiate), which KaseyaOne
+	// lets through a switched-off integration.
+	viaLaunch
+	// viaSession is a shortcut that reuses a session made earlier instead
+	// of a new sign-in at K1. The switch was checked when the session was
+	// made; the company link is checked again, as it may be newer.
+	viaSession
+)
+
+// admit is the one check of the company link and the integration switch:
+// every way into a tenant passes it before a session gets that tenant or
+// is reused for it (the callback of a login or launch, the tenant picker,
+// the shortcuts of login and initiate). nil: the way in is open.
 //
-//   - A login for the admin page (Purpose integration) passes the switch
-//     but must be of an admin of the tenant, so that it never leaves a
-//     session to anyone else.
-//   - A K1-initiated launch passes: KaseyaOne's BMS guide says launches work
-//     while the integration is off.
-//   - An SP-initiated login needs the tenant's integration on and, when a
-//     company is linked, the signer's k1_company to be that company.
-//   - Without a chosen account, tenants the user cannot enter are ruled out:
-//     none left is a refusal, one left is chosen for the user, several
-//     go to the tenant picker, which checks again (tenantAllowed).
-func (h *Handler) integrationCheck(ctx context.Context, st *loginState, sess *session, acc *account) *loginFailure {
-	if st.Purpose == integrationPurpose {
-		if acc == nil || !acc.hasRole("admin") {
-			return notTenantAdmin(sess.Email, st.Tenant)
-		}
-		return nil
+// The switch is not an access control: switched off it only refuses
+// SP-initiated sign-in, as KaseyaOne documents. What keeps other users out
+// of a tenant is the users file and, once an admin has switched the
+// integration on, the tenant's link to the admin's K1 company.
+func (h *Handler) admit(ctx context.Context, company, tenant string, via wayIn) *loginFailure {
+	is, err := h.integration(ctx, tenant, false)
+	if err != nil {
+		return integrationUnavailable()
 	}
+	if via == viaLogin && !is.Enabled {
+		return h.integrationOff(tenant)
+	}
+	if is.Company != "" && company != is.Company {
+		return companyMismatch(tenant, company)
+	}
+	return nil
+}
+
+func companyMismatch(tenant, company string) *loginFailure {
+	f := fail(http.StatusForbidden, "company_mismatch", "Wrong KaseyaOne company",
+		"Tenant "+tenant+" is linked to another KaseyaOne company than the one you signed in with ("+company+").")
+	f.links = []pageLink{{Href: prefix + "logout", Text: "Sign out of KaseyaOne"}}
+	return f
+}
+
+// integrationCheck runs at the callback of a login or launch (never of a
+// purpose sign-in), after the account was chosen (acc may be nil while the
+// user still has to pick a tenant), before the session is written.
+// Without a chosen account, tenants the user cannot enter are ruled out:
+// none left is a refusal, one left is chosen for the user, several go to
+// the tenant picker, which checks again (tenantAllowed).
+func (h *Handler) integrationCheck(ctx context.Context, st *loginState, sess *session, acc *account) *loginFailure {
+	via := viaLogin
 	if st.K1Initiated {
-		return nil
+		via = viaLaunch
 	}
 	if acc != nil {
-		return h.tenantAllowed(ctx, sess, acc.Tenant)
+		return h.admit(ctx, sess.Company, acc.Tenant, via)
 	}
 	var open []*account
 	var first *loginFailure
 	for _, a := range h.shared.dir.accounts(sess.Email) {
-		f := h.tenantAllowed(ctx, sess, a.Tenant)
+		f := h.admit(ctx, sess.Company, a.Tenant, via)
 		if f == nil {
 			open = append(open, a)
 		} else if first == nil {
@@ -264,23 +298,18 @@ func (h *Handler) integrationCheck(ctx context.Context, st *loginState, sess *se
 	return nil
 }
 
-// tenantAllowed reports why an SP-initiated session may not enter tenant
-// (nil: it may).
+// tenantAllowed reports why the tenant picker may not put tenant into an
+// SP-initiated session (nil: it may).
 func (h *Handler) tenantAllowed(ctx context.Context, sess *session, tenant string) *loginFailure {
-	is, err := h.integration(ctx, tenant, false)
-	if err != nil {
-		return integrationUnavailable()
-	}
-	if !is.Enabled {
-		return h.integrationOff(tenant)
-	}
-	if is.Company != "" && sess.Company != is.Company {
-		f := fail(http.StatusForbidden, "company_mismatch", "Wrong KaseyaOne company",
-			"Tenant "+tenant+" is linked to another KaseyaOne company than the one you signed in with ("+sess.Company+").")
-		f.links = []pageLink{{Href: prefix + "logout", Text: "Sign out of KaseyaOne"}}
-		return f
-	}
-	return nil
+	return h.admit(ctx, sess.Company, tenant, viaLogin)
+}
+
+// sessionAdmitted reports whether the request's session e may be reused
+// for its tenant without a new sign-in. The cache does not keep the
+// company, so the cookie is decoded again: shortcuts are not the hot path.
+func (h *Handler) sessionAdmitted(r *http.Request, e *sessionEntry) bool {
+	full := h.shared.fullSession(r, h.secure(r))
+	return full != nil && full.ID == e.s.ID() && h.admit(r.Context(), full.Company, e.s.Tenant(), viaSession) == nil
 }
 
 func notTenantAdmin(email, tenant string) *loginFailure {
@@ -290,36 +319,52 @@ func notTenantAdmin(email, tenant string) *loginFailure {
 	return f
 }
 
-// completePurpose finishes a login started for another purpose than
-// signing in (st.Purpose), after the session was written.
+// completePurpose finishes a sign-in made for another purpose than signing
+// in (st.Purpose). It writes no session, whatever the outcome: a purpose
+// sign-in passes none of the checks of a login (the switch, the company
+// link for the tenant it lands in), so it must not leave one. What it
+// leaves, when the signer administers a tenant, is the admin page's
+// sign-in in the admin cookie (rememberAdmin), which only the admin page
+// reads.
 //
-// For the integration switch it checks again what the change needs (a
-// sign-in within reauthWindow of an admin of the tenant), stores the new
-// state and sends the browser back to the admin page. The session the
-// sign-in wrote is kept only where an SP-initiated login would be allowed
-// now: after a refusal or a switch to off it is cleared.
+// For the integration switch it checks what the change needs (a sign-in
+// within reauthWindow with auth_time, of an admin of the tenant, of the
+// tenant's linked company if it has one), stores the new state and sends
+// the browser back to the admin page.
 func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *loginState, sess *session) error {
 	w.Header().Set("Cache-Control", "no-store")
-	if st.Purpose != integrationPurpose {
-		http.Redirect(w, r, st.RD, http.StatusFound)
+	back := []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}
+	refuse := func(reason, title, msg string) error {
+		h.logger.Info("admin sign-in refused", zap.String("purpose", st.Purpose), zap.String("reason", reason),
+			zap.String("tenant", st.Tenant), zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
+		h.page(w, r, http.StatusForbidden, pageData{Title: title, Message: msg, Links: back})
 		return nil
 	}
-	secure := h.secure(r)
-	refuse := func(reason, title, msg string) error {
-		h.shared.clearSession(w, secure)
-		h.logger.Info("integration change refused", zap.String("reason", reason), zap.String("tenant", st.Tenant),
-			zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
-		h.page(w, r, http.StatusForbidden, pageData{Title: title, Message: msg,
-			Links: []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}})
+	switch st.Purpose {
+	case adminPurpose:
+		if len(h.adminTenants(sess.Email)) == 0 {
+			return refuse("not_an_admin", "Not a BMS administrator",
+				"The KaseyaOne account "+sess.Email+" is not a BMS administrator of any tenant here, so it cannot see the KaseyaOne integration settings.")
+		}
+		h.rememberAdmin(w, r, sess)
+		http.Redirect(w, r, prefix+"admin", http.StatusFound)
 		return nil
+	case integrationPurpose:
+	default:
+		return refuse("bad_request", "Sign-in refused", "This sign-in was not started for anything k1sso knows.")
 	}
 	tenant := st.Tenant
 	enable := st.Payload == "on"
 	if !validTenantID(tenant) || (st.Payload != "on" && st.Payload != "off") {
 		return refuse("bad_request", "Change refused", "The requested change is not valid.")
 	}
-	age := time.Since(time.Unix(sess.AuthTime, 0))
-	if age > time.Duration(reauthWindow.Load()) {
+	h.rememberAdmin(w, r, sess)
+	if sess.AuthTime == 0 {
+		return refuse("no_auth_time", "Sign-in time unknown",
+			"KaseyaOne did not say when you signed in (auth_time), so the sign-in cannot count as a fresh one. The change was not made.")
+	}
+	signedIn := time.Unix(sess.AuthTime, 0)
+	if time.Since(signedIn) > time.Duration(reauthWindow.Load()) || signedIn.After(time.Now().Add(h.clockSkew())) {
 		return refuse("stale_sign_in", "Sign-in too old",
 			"Changing the KaseyaOne integration needs a KaseyaOne sign-in made in the last five minutes. Please try again.")
 	}
@@ -327,9 +372,21 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 		f := notTenantAdmin(sess.Email, tenant)
 		return refuse(f.reason, f.title, f.message)
 	}
+	unsaved := func(err error) error {
+		h.logger.Error("changing the integration switch", zap.String("tenant", tenant), zap.Error(err))
+		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
+			Message: "The change could not be stored. Please try again in a minute.", Links: back})
+		return nil
+	}
+	// Fresh from the store: the link decides who may change it, and a
+	// stale or failed read must not unlink the tenant.
 	old, err := h.integration(r.Context(), tenant, true)
 	if err != nil {
-		old = integrationState{}
+		return unsaved(err)
+	}
+	if old.Company != "" && sess.Company != old.Company {
+		f := companyMismatch(tenant, sess.Company)
+		return refuse(f.reason, f.title, f.message)
 	}
 	next := integrationState{Enabled: enable, Company: old.Company, ChangedBy: sess.Email, ChangedAt: time.Now().UTC().Truncate(time.Second)}
 	if enable {
@@ -340,18 +397,10 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 		next.Company = sess.Company
 	}
 	if err := h.saveIntegration(r.Context(), tenant, next); err != nil {
-		h.logger.Error("storing the integration switch", zap.String("tenant", tenant), zap.Error(err))
-		h.shared.clearSession(w, secure)
-		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
-			Message: "The change could not be stored. Please try again in a minute.",
-			Links:   []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}})
-		return nil
+		return unsaved(err)
 	}
 	h.logger.Info("integration switched", zap.String("tenant", tenant), zap.Bool("enabled", enable),
 		zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email), zap.String("company", next.Company))
-	if !enable {
-		h.shared.clearSession(w, secure)
-	}
 	http.Redirect(w, r, prefix+"admin?done="+url.QueryEscape(tenant), http.StatusFound)
 	return nil
 }

@@ -27,10 +27,15 @@ const doneMessage = "Operation is completed successfully."
 
 var csrfRE = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 
-// adminToken opens the admin page in browser c and returns its CSRF token.
-func adminToken(t *testing.T, c *http.Client, base string) string {
+// adminToken opens the admin page in browser c, signing in at K1 as user
+// when K1 asks, and returns the page's CSRF token.
+func (w *world) adminToken(t *testing.T, c *http.Client, base, user string) string {
 	t.Helper()
-	resp := get(t, c, base+"/.k1sso/admin")
+	d := demo[user]
+	resp, err := w.k1.Login(c, base+"/.k1sso/admin", user, d[0], d[1])
+	if err != nil {
+		t.Fatalf("signing %s in for the admin page: %v", user, err)
+	}
 	b := body(t, resp)
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /.k1sso/admin: %d", resp.StatusCode)
@@ -64,8 +69,15 @@ func postSwitch(t *testing.T, c *http.Client, base, tenant string, on bool, toke
 // fresh browser, and returns the browser, the final page and its body.
 func (w *world) switchAs(t *testing.T, base, user, tenant string, on bool) (*http.Client, *http.Response, string) {
 	t.Helper()
+	return w.switchWith(t, base, user, user, tenant, on)
+}
+
+// switchWith is switchAs where viewer opens the admin page and posts the
+// form, and user signs in at K1 for the change.
+func (w *world) switchWith(t *testing.T, base, viewer, user, tenant string, on bool) (*http.Client, *http.Response, string) {
+	t.Helper()
 	c := k1devtest.NewClient()
-	resp := postSwitch(t, c, base, tenant, on, adminToken(t, c, base))
+	resp := postSwitch(t, c, base, tenant, on, w.adminToken(t, c, base, viewer))
 	resp.Body.Close()
 	loc := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, w.k1.URL) {
@@ -84,10 +96,15 @@ func (w *world) switchAs(t *testing.T, base, user, tenant string, on bool) (*htt
 
 var rowRE = regexp.MustCompile(`data-tenant="([^"]+)" data-enabled="(on|off)"`)
 
-// switches reads every tenant's state from the admin page.
-func switches(t *testing.T, base string) (map[string]bool, string) {
+// switches reads every tenant's state from the admin page, as alice (an
+// admin of every tenant of the demo directory) sees it.
+func (w *world) switches(t *testing.T, base string) (map[string]bool, string) {
 	t.Helper()
-	b := body(t, get(t, http.DefaultClient, base+"/.k1sso/admin"))
+	resp, err := w.k1.Login(k1devtest.NewClient(), base+"/.k1sso/admin", "alice", "Acme MSP", "alice-pass")
+	if err != nil {
+		t.Fatalf("signing alice in for the admin page: %v", err)
+	}
+	b := body(t, resp)
 	out := map[string]bool{}
 	for _, m := range rowRE.FindAllStringSubmatch(b, -1) {
 		out[m[1]] = m[2] == "on"
@@ -106,7 +123,10 @@ func spLogin(t *testing.T, base, tenant string) *http.Response {
 
 func TestIntegrationEnableByAdmin(t *testing.T) {
 	w := newWorld(t)
-	resp := get(t, http.DefaultClient, w.px.URL+"/.k1sso/admin")
+	resp, err := w.k1.Login(k1devtest.NewClient(), w.px.URL+"/.k1sso/admin", "alice", "Acme MSP", "alice-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := body(t, resp)
 	csp := resp.Header.Get("Content-Security-Policy")
 	if !strings.Contains(csp, "default-src 'none'") || strings.Contains(b, "<script") {
@@ -120,7 +140,7 @@ func TestIntegrationEnableByAdmin(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Request.URL.Path != "/.k1sso/admin" || !strings.Contains(b, doneMessage) {
 		t.Fatalf("enable by alice: %d at %s:\n%s", resp.StatusCode, resp.Request.URL, b)
 	}
-	st, page := switches(t, w.px.URL)
+	st, page := w.switches(t, w.px.URL)
 	if !st["acme"] || !strings.Contains(page, `<span class="company">Acme MSP</span>`) ||
 		!strings.Contains(page, `<span class="changed-by">alice@acme.example</span>`) {
 		t.Fatalf("after enable: %v\n%s", st, page)
@@ -134,13 +154,15 @@ func TestIntegrationChangeRefused(t *testing.T) {
 	w := newWorld(t)
 	unchanged := func(t *testing.T) {
 		t.Helper()
-		if st, page := switches(t, w.px.URL); !st["acme"] || strings.Count(page, "Never changed") != 2 {
+		if st, page := w.switches(t, w.px.URL); !st["acme"] || strings.Count(page, "Never changed") != 2 {
 			t.Fatalf("a refused change changed the state: %v", st)
 		}
 	}
 
 	t.Run("non-admin", func(t *testing.T) {
-		c, resp, b := w.switchAs(t, w.px.URL, "bob", "acme", false)
+		// bob cannot see the admin page; here he signs in at K1 for a
+		// change alice's browser asked for.
+		c, resp, b := w.switchWith(t, w.px.URL, "alice", "bob", "acme", false)
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(b, "not a BMS administrator") {
 			t.Fatalf("bob switching acme off: %d\n%s", resp.StatusCode, b)
 		}
@@ -171,8 +193,8 @@ func TestIntegrationChangeRefused(t *testing.T) {
 
 	t.Run("no CSRF token", func(t *testing.T) {
 		c := k1devtest.NewClient()
-		adminToken(t, c, w.px.URL) // the browser has the admin cookie
-		for name, tok := range map[string]string{"missing": "", "wrong": "AAAA", "other browser's": adminToken(t, k1devtest.NewClient(), w.px.URL)} {
+		w.adminToken(t, c, w.px.URL, "alice") // the browser has the admin cookie
+		for name, tok := range map[string]string{"missing": "", "wrong": "AAAA", "other browser's": w.adminToken(t, k1devtest.NewClient(), w.px.URL, "alice")} {
 			resp := postSwitch(t, c, w.px.URL, "acme", false, tok)
 			b := body(t, resp)
 			if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" || !strings.Contains(b, "Form expired") {
@@ -189,7 +211,7 @@ func TestIntegrationDisable(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(b, doneMessage) {
 		t.Fatalf("disable by alice: %d at %s:\n%s", resp.StatusCode, resp.Request.URL, b)
 	}
-	if st, page := switches(t, w.px.URL); st["acme"] || !st["acme-labs"] || !strings.Contains(page, "Inactive") {
+	if st, page := w.switches(t, w.px.URL); st["acme"] || !st["acme-labs"] || !strings.Contains(page, "Inactive") {
 		t.Fatalf("after disable: %v", st)
 	}
 
@@ -318,7 +340,7 @@ func TestIntegrationStateSurvivesRestartAndIsShared(t *testing.T) {
 	if resp := spLogin(t, w.px.URL, "acme"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("after restart, /.k1sso/login?tenant=acme: %d, want 403", resp.StatusCode)
 	}
-	if st, _ := switches(t, w.px.URL); st["acme"] {
+	if st, _ := w.switches(t, w.px.URL); st["acme"] {
 		t.Fatal("after restart the admin page shows acme on")
 	}
 
@@ -352,7 +374,7 @@ func TestIntegrationStateSurvivesRestartAndIsShared(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if st, _ := switches(t, urlB); !st["acme"] {
+	if st, _ := w.switches(t, urlB); !st["acme"] {
 		t.Fatal("instance B's admin page shows acme off")
 	}
 }
@@ -520,9 +542,10 @@ func TestIntegrationAdminBehindBasicAuthExample(t *testing.T) {
 	if resp := get(t, http.DefaultClient, base+"/.k1sso/admin"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("admin page without basic auth: %d, want 401", resp.StatusCode)
 	}
-	req, _ := http.NewRequest(http.MethodGet, base+"/.k1sso/admin", nil)
-	req.SetBasicAuth("bmsadmin", "change-me")
-	resp, err := http.DefaultClient.Do(req)
+	// With basic auth, the page still wants alice's K1 sign-in.
+	c := k1devtest.NewClient()
+	c.Transport = basicAuth{host: strings.TrimPrefix(base, "http://"), user: "bmsadmin", pass: "change-me"}
+	resp, err := k1.Login(c, base+"/.k1sso/admin", "alice", "Acme MSP", "alice-pass")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,4 +556,15 @@ func TestIntegrationAdminBehindBasicAuthExample(t *testing.T) {
 	if resp := get(t, http.DefaultClient, base+"/dashboard"); resp.StatusCode != 200 {
 		t.Fatalf("/dashboard: %d", resp.StatusCode)
 	}
+}
+
+// basicAuth adds basic auth credentials to the requests for host.
+type basicAuth struct{ host, user, pass string }
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == b.host {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth(b.user, b.pass)
+	}
+	return http.DefaultTransport.RoundTrip(r)
 }

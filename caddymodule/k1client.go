@@ -3,7 +3,10 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,55 @@ var (
 // errK1Unavailable means K1's discovery could not be fetched (yet).
 var errK1Unavailable = errors.New("KaseyaOne is unreachable")
 
+// misconfiguration is a discovery that succeeded but cannot be used: a
+// mistake in the configuration or in K1's discovery document, not an
+// outage. detail says what is wrong, for the administrator.
+type misconfiguration interface {
+	error
+	reason() string // for logs and metrics
+	detail() string
+}
+
+// issuerMismatchError means K1's discovery document names another issuer
+// than the one configured. The strings are compared exactly (OIDC
+// Discovery §4.3), so "https://k1/" and "https://k1" differ.
+type issuerMismatchError struct {
+	configured string
+	published  string
+}
+
+func (e *issuerMismatchError) Error() string {
+	return fmt.Sprintf("issuer: configured as %q, but the discovery document at %s publishes %q; the issuer option must be exactly the issuer KaseyaOne publishes",
+		e.configured, discoveryURL(e.configured), e.published)
+}
+
+func (e *issuerMismatchError) reason() string { return "issuer_mismatch" }
+
+func (e *issuerMismatchError) detail() string {
+	return fmt.Sprintf("This proxy is configured with the issuer %q, but KaseyaOne's discovery document publishes the issuer %q. The two must be exactly the same.",
+		e.configured, e.published)
+}
+
+// discoveryError is a discovery document k1sso cannot work with.
+type discoveryError struct{ problem string }
+
+func (e *discoveryError) Error() string  { return "discovery: " + e.problem }
+func (e *discoveryError) reason() string { return "discovery_invalid" }
+func (e *discoveryError) detail() string {
+	return "KaseyaOne's discovery document cannot be used: " + e.problem + "."
+}
+
+// signingAlgs are the ID token algorithms k1sso accepts when discovery
+// advertises them: go-oidc's asymmetric ones. Never none, never HMAC (its
+// key would be the client secret, or a public key misused).
+var signingAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
+
+// discoveryURL is where discovery of issuer is fetched (go-oidc builds the
+// same URL).
+func discoveryURL(issuer string) string {
+	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+}
+
 // k1Client talks to KaseyaOne: discovery is fetched lazily and retried with
 // backoff, so Caddy starts and logged-in users keep working while K1 is down.
 type k1Client struct {
@@ -39,6 +91,7 @@ type k1Client struct {
 
 	mu       sync.Mutex
 	p        *k1Provider
+	failure  error // why the last discovery failed: errK1Unavailable or a misconfiguration
 	nextTry  time.Time
 	backoff  time.Duration
 	inflight chan struct{}
@@ -47,18 +100,29 @@ type k1Client struct {
 // k1Provider is what discovery yields.
 type k1Provider struct {
 	provider   *oidc.Provider
-	verifier   *oidc.IDTokenVerifier // with the default clock skew
 	keys       *keySet
 	issuer     string
 	clientID   string
 	endSession string
 	algs       []string
+	// issParam: K1 puts iss in every authorization response (RFC 9207).
+	issParam bool
 }
 
-// verifierWithSkew returns a verifier whose exp check allows skew: go-oidc
-// has no leeway for exp, so its clock is set back by skew.
+// verifierWithSkew returns the verifier of ID tokens whose exp check allows
+// skew: go-oidc has no leeway for exp, so its clock is set back by skew.
 func (p *k1Provider) verifierWithSkew(skew time.Duration) *oidc.IDTokenVerifier {
-	return oidc.NewVerifier(p.issuer, p.keys, &oidc.Config{
+	return p.newVerifier(p.keys.idTokens, skew)
+}
+
+// logoutVerifier is verifierWithSkew for back-channel logout tokens: the
+// same checks, but unknown kids in them draw on their own refetch budget.
+func (p *k1Provider) logoutVerifier(skew time.Duration) *oidc.IDTokenVerifier {
+	return p.newVerifier(p.keys.logoutTokens, skew)
+}
+
+func (p *k1Provider) newVerifier(keys oidc.KeySet, skew time.Duration) *oidc.IDTokenVerifier {
+	return oidc.NewVerifier(p.issuer, keys, &oidc.Config{
 		ClientID:             p.clientID,
 		SupportedSigningAlgs: p.algs,
 		Now:                  func() time.Time { return time.Now().Add(-skew) },
@@ -114,16 +178,17 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 			return nil, errK1Unavailable
 		}
 		k.mu.Lock()
-		p := k.p
+		p, failure := k.p, k.failure
 		k.mu.Unlock()
 		if p == nil {
-			return nil, errK1Unavailable
+			return nil, failure
 		}
 		return p, nil
 	}
 	if time.Now().Before(k.nextTry) {
+		failure := k.failure
 		k.mu.Unlock()
-		return nil, errK1Unavailable
+		return nil, failure
 	}
 	ch := make(chan struct{})
 	k.inflight = ch
@@ -133,20 +198,37 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 
 	k.mu.Lock()
 	k.inflight = nil
-	if err != nil {
+	var mc misconfiguration
+	switch {
+	case errors.As(err, &mc):
+		// Retried, but only at the longest backoff: the OP's document may
+		// be corrected without a change here (a corrected Caddyfile gets a
+		// new client anyway), and once a minute costs K1 nothing.
+		k.failure, k.backoff = mc, maxBackoff.get()
+		k.nextTry = time.Now().Add(k.backoff)
+		fields := []zap.Field{zap.String("issuer", k.issuer), zap.String("discovery_url", discoveryURL(k.issuer)),
+			zap.String("reason", mc.reason()), zap.Duration("retry_in", k.backoff), zap.Error(mc)}
+		var mismatch *issuerMismatchError
+		if errors.As(mc, &mismatch) {
+			fields = append(fields, zap.String("published_issuer", mismatch.published))
+		}
+		k.logger.Error("KaseyaOne discovery cannot be used: check the issuer option and KaseyaOne's discovery document", fields...)
+	case err != nil:
+		k.failure = errK1Unavailable
 		k.backoff = min(max(k.backoff*2, minBackoff.get()), maxBackoff.get())
 		k.nextTry = time.Now().Add(k.backoff)
 		k.logger.Warn("KaseyaOne discovery failed; will retry",
 			zap.String("issuer", k.issuer), zap.Duration("retry_in", k.backoff), zap.Error(err))
-	} else {
-		k.p = p
+	default:
+		k.p, k.failure = p, nil
 		k.backoff = 0
 		k.logger.Info("KaseyaOne discovery loaded", zap.String("issuer", k.issuer))
 	}
+	failure := k.failure
 	k.mu.Unlock()
 	close(ch)
 	if err != nil {
-		return nil, errK1Unavailable
+		return nil, failure
 	}
 	return p, nil
 }
@@ -155,6 +237,10 @@ func (k *k1Client) discover() (*k1Provider, error) {
 	ctx, cancel := context.WithTimeout(k.ctx, k1Timeout)
 	defer cancel()
 	prov, err := oidc.NewProvider(ctx, k.issuer)
+	var mismatch *oidc.IssuerMismatchError
+	if errors.As(err, &mismatch) {
+		return nil, &issuerMismatchError{configured: k.issuer, published: mismatch.Discovered}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -162,21 +248,23 @@ func (k *k1Client) discover() (*k1Provider, error) {
 		JWKS       string   `json:"jwks_uri"`
 		EndSession string   `json:"end_session_endpoint"`
 		Algs       []string `json:"id_token_signing_alg_values_supported"`
+		IssParam   bool     `json:"authorization_response_iss_parameter_supported"`
 	}
 	if err := prov.Claims(&meta); err != nil {
 		return nil, err
 	}
-	algs := make([]string, 0, len(meta.Algs))
-	for _, a := range meta.Algs {
-		if a != "none" && a != "" && a[0] != 'H' { // never none, never HMAC with a public key
-			algs = append(algs, a)
+	// An ID token's alg must be one K1 advertises (OIDC Core §3.1.3.7);
+	// without the list, RS256 (OIDC Discovery §3).
+	algs := []string{oidc.RS256}
+	if meta.Algs != nil {
+		algs = slices.DeleteFunc(slices.Clone(meta.Algs), func(a string) bool { return !slices.Contains(signingAlgs, a) })
+		if len(algs) == 0 {
+			return nil, &discoveryError{problem: fmt.Sprintf("id_token_signing_alg_values_supported %q names no algorithm k1sso accepts (%s)",
+				meta.Algs, strings.Join(signingAlgs, ", "))}
 		}
 	}
-	if len(algs) == 0 {
-		algs = []string{oidc.RS256}
-	}
 	if meta.JWKS == "" {
-		return nil, errors.New("discovery has no jwks_uri")
+		return nil, &discoveryError{problem: "it has no jwks_uri"}
 	}
 	// Our own key set, not go-oidc's RemoteKeySet: that one refetches on
 	// every unknown kid without a rate limit.
@@ -187,7 +275,7 @@ func (k *k1Client) discover() (*k1Provider, error) {
 		clientID:   k.clientID,
 		endSession: meta.EndSession,
 		algs:       algs,
+		issParam:   meta.IssParam,
 	}
-	p.verifier = p.verifierWithSkew(defaultClockSkew)
 	return p, nil
 }

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,10 +16,11 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// jwksMinRefetch is the shortest time between two fetches of K1's JWKS. An
-// ID token with an unknown kid makes the key set refetch (K1 rotated its
-// key), but a flood of tokens with made-up kids must not turn the proxy into
-// an amplifier against K1. Tests shorten it.
+// jwksMinRefetch is how long a JWKS refetch that did not help (the kid was
+// still unknown, or the fetch failed) keeps the same kind of token from
+// causing another one. A rotation at K1 is picked up by the very next token
+// however soon it comes, while a flood of tokens with made-up kids costs
+// K1 one JWKS fetch per interval and kind of token. Tests shorten it.
 var jwksMinRefetch = newTunable(10 * time.Second)
 
 // tunable is a duration that tests change while goroutines of earlier
@@ -39,22 +42,38 @@ const maxJWKSBytes = 1 << 20
 // errJWKSUnavailable means K1's keys could not be fetched (yet).
 var errJWKSUnavailable = errors.New("fetching KaseyaOne's keys failed")
 
-// keySet is an oidc.KeySet over K1's JWKS. Unlike go-oidc's RemoteKeySet it
-// refetches on an unknown kid at most once per jwksMinRefetch, and it
-// settles a token without kid itself: with one key that key is used, with
+// keySet holds K1's JWKS. Its two views, idTokens and logoutTokens, are the
+// oidc.KeySet of each kind of token. They share the keys but not their
+// refetch budget: an ID token comes from K1's token endpoint over TLS in
+// exchange for a code, a logout token is anything anyone POSTs, and a flood
+// of the latter must not keep a rotation from being picked up by the
+// former. Unlike go-oidc's RemoteKeySet, a refetch that does not help
+// blocks further refetches of that view for jwksMinRefetch; a token
+// without kid is settled here too: with one key that key is used, with
 // several the token is refused rather than tried against each key.
 type keySet struct {
 	url    string
 	client *http.Client
 	algs   []jose.SignatureAlgorithm // from discovery; never none, never HMAC
 
-	// mu is held during a fetch, so concurrent logins that miss a key wait
+	idTokens     *keyView
+	logoutTokens *keyView
+
+	// mu is held during a fetch, so concurrent tokens that miss a key wait
 	// for one fetch instead of each starting their own.
 	mu      sync.Mutex
 	keys    []jose.JSONWebKey
 	loaded  bool      // keys were fetched successfully at least once
-	fetched time.Time // last fetch attempt, successful or not
+	fetched time.Time // start of the last fetch attempt, successful or not
 	fetches int       // fetch attempts, for logs and tests
+	digest  [32]byte  // of the last JWKS fetched, to tell a changed set
+}
+
+// keyView is the oidc.KeySet of one kind of token, with its own refetch
+// budget.
+type keyView struct {
+	ks      *keySet
+	blocked time.Time // no refetch for this view before then
 }
 
 func newKeySet(url string, client *http.Client, algs []string) *keySet {
@@ -62,26 +81,84 @@ func newKeySet(url string, client *http.Client, algs []string) *keySet {
 	for _, a := range algs {
 		ks.algs = append(ks.algs, jose.SignatureAlgorithm(a))
 	}
+	ks.idTokens, ks.logoutTokens = &keyView{ks: ks}, &keyView{ks: ks}
 	return ks
 }
 
 // VerifySignature implements oidc.KeySet: it checks the JWS signature with
-// the key its kid names and returns the payload.
-func (ks *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+// the key its kid names and returns the payload. The JOSE header can name
+// no key of its own: jwk, jku, x5u and x5c are never used, only the kid
+// looked up in K1's JWKS.
+func (v *keyView) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	arrived := time.Now()
 	// go-oidc has checked the algorithm already; parsing with the same list
-	// again keeps this key set safe on its own.
-	jws, err := jose.ParseSigned(raw, ks.algs)
+	// again keeps this key set safe on its own. go-jose refuses a crit
+	// header that names an extension it does not implement.
+	jws, err := jose.ParseSigned(raw, v.ks.algs)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the jwt: %w", err)
 	}
 	if len(jws.Signatures) != 1 {
 		return nil, errors.New("jwt must have exactly one signature")
 	}
-	key, err := ks.key(ctx, jws.Signatures[0].Header.KeyID)
-	if err != nil {
+	kid := jws.Signatures[0].Header.KeyID
+	payload, err := v.ks.verify(jws, kid)
+	if err == nil || (kid != "" && !errors.Is(err, errUnknownKid)) {
+		return payload, err // a known key that does not fit: refetching cannot help
+	}
+	if !v.refetch(ctx, kid, arrived) {
 		return nil, err
 	}
+	return v.ks.verify(jws, kid)
+}
+
+// errUnknownKid is a token whose kid is not in the JWKS.
+var errUnknownKid = errors.New("jwt signed with an unknown key")
+
+// verify checks the signature with the current keys, fetching none.
+func (ks *keySet) verify(jws *jose.JSONWebSignature, kid string) ([]byte, error) {
+	ks.mu.Lock()
+	var key *jose.JSONWebKey
+	if kid == "" {
+		// OIDC Core §10.1: kid may be left out only when the set has one key.
+		sig := ks.sigKeysLocked()
+		if len(sig) != 1 {
+			ks.mu.Unlock()
+			return nil, fmt.Errorf("jwt has no kid and the key set has %d signing keys", len(sig))
+		}
+		key = sig[0]
+	} else if key = ks.findLocked(kid); key == nil {
+		ks.mu.Unlock()
+		return nil, errUnknownKid
+	}
+	ks.mu.Unlock()
 	return jws.Verify(key)
+}
+
+// refetch fetches the JWKS again for a token that arrived at arrived and
+// whose key (kid, or the only key when kid is "") did not verify it, if no
+// fetch started since the token arrived (then that one is used) and this
+// view's budget allows. It reports whether the keys may have changed.
+func (v *keyView) refetch(ctx context.Context, kid string, arrived time.Time) bool {
+	ks := v.ks
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.fetched.After(arrived) {
+		return true // fetched while this token waited for mu
+	}
+	if time.Now().Before(v.blocked) {
+		return false
+	}
+	before := ks.digest
+	err := ks.fetchLocked(ctx)
+	// The refetch helped when the kid is now known (or, without kid, the
+	// set changed). One that did not was caused by a token K1 did not
+	// sign with a published key: such tokens wait for the budget.
+	helped := err == nil && ((kid != "" && ks.findLocked(kid) != nil) || (kid == "" && ks.digest != before))
+	if !helped {
+		v.blocked = time.Now().Add(jwksMinRefetch.get())
+	}
+	return err == nil
 }
 
 // ready makes sure the keys were fetched once, so that a login can tell
@@ -99,30 +176,6 @@ func (ks *keySet) ready(ctx context.Context) error {
 		return errJWKSUnavailable
 	}
 	return ks.fetchLocked(ctx)
-}
-
-// key finds the verification key of a kid, refetching the JWKS when the kid
-// is unknown and the last fetch is old enough.
-func (ks *keySet) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	if !ks.loaded || (kid != "" && ks.findLocked(kid) == nil) {
-		if ks.fetched.IsZero() || time.Since(ks.fetched) >= jwksMinRefetch.get() {
-			_ = ks.fetchLocked(ctx) // on failure the old keys stay in use
-		}
-	}
-	if kid == "" {
-		// OIDC Core §10.1: kid may be left out only when the set has one key.
-		sig := ks.sigKeysLocked()
-		if len(sig) != 1 {
-			return nil, fmt.Errorf("jwt has no kid and the key set has %d signing keys", len(sig))
-		}
-		return sig[0], nil
-	}
-	if k := ks.findLocked(kid); k != nil {
-		return k, nil
-	}
-	return nil, errors.New("jwt signed with an unknown key")
 }
 
 func (ks *keySet) findLocked(kid string) *jose.JSONWebKey {
@@ -144,8 +197,28 @@ func (ks *keySet) sigKeysLocked() []*jose.JSONWebKey {
 	return out
 }
 
-// fetchLocked downloads the JWKS. Only public keys are kept: a JWKS that
-// publishes a symmetric key cannot make k1sso accept HMAC tokens.
+// minRSABits is the smallest RSA modulus k1sso verifies with.
+const minRSABits = 2048
+
+// usableKey reports whether a parsed JWK can verify a signature: public,
+// valid as go-jose sees it, and for RSA with a modulus of at least
+// minRSABits and a plausible exponent (go-jose accepts an empty "n").
+func usableKey(k *jose.JSONWebKey) bool {
+	if !k.IsPublic() || !k.Valid() {
+		return false
+	}
+	if pub, ok := k.Key.(*rsa.PublicKey); ok {
+		return pub.N.BitLen() >= minRSABits && pub.E >= 3 && pub.E%2 == 1
+	}
+	return true
+}
+
+// fetchLocked downloads the JWKS. Each key is parsed on its own and a key
+// that cannot be used (a type or curve go-jose does not know, missing or
+// bad parameters) is skipped (RFC 7517 §5): go-jose's JSONWebKeySet would
+// refuse the whole set for it. Only public keys are kept: a JWKS that
+// publishes a symmetric key cannot make k1sso accept HMAC tokens. On
+// failure the old keys stay in use.
 func (ks *keySet) fetchLocked(ctx context.Context) error {
 	ks.fetched = time.Now()
 	ks.fetches++
@@ -161,16 +234,23 @@ func (ks *keySet) fetchLocked(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%w: status %d", errJWKSUnavailable, resp.StatusCode)
 	}
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJWKSBytes)).Decode(&set); err != nil {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes))
+	if err != nil {
 		return fmt.Errorf("%w: %w", errJWKSUnavailable, err)
 	}
-	keys := set.Keys[:0]
-	for _, k := range set.Keys {
-		if k.IsPublic() && k.Valid() {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return fmt.Errorf("%w: %w", errJWKSUnavailable, err)
+	}
+	keys := make([]jose.JSONWebKey, 0, len(set.Keys))
+	for _, raw := range set.Keys {
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(raw); err == nil && usableKey(&k) {
 			keys = append(keys, k)
 		}
 	}
-	ks.keys, ks.loaded = keys, true
+	ks.keys, ks.loaded, ks.digest = keys, true, sha256.Sum256(body)
 	return nil
 }

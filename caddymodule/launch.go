@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -62,7 +61,7 @@ type LaunchOptions struct {
 }
 
 func (h *Handler) provisionLaunch(ctx caddy.Context) error {
-	h.launcherURL = h.cfg.issuer + "/launcher"
+	h.launcherURL = h.cfg.issuerURL() + "/launcher"
 	if h.LauncherURL != "" {
 		raw := caddy.NewReplacer().ReplaceKnown(h.LauncherURL, "")
 		u, err := url.Parse(raw)
@@ -99,7 +98,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
-	if iss := params.Get("iss"); iss == "" || strings.TrimRight(iss, "/") != h.cfg.issuer {
+	if !h.cfg.isIssuer(params.Get("iss")) {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
 			Message: "This sign-in request did not come from the KaseyaOne this BMS trusts."})
 		return nil
@@ -128,12 +127,12 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The browser already has a session of this user in this tenant: no
 	// round trip to K1. A session of another K1 user (login_hint names
-	// someone else) or another tenant starts a new login.
-	now := time.Now()
-	e := h.shared.lookupSession(r, h.secure(r), now)
-	if e != nil && e.s.Tenant() != "" && !h.revoked(e, now) &&
-		(tenant == "" || tenant == e.s.Tenant()) &&
-		(hint == "" || !strings.Contains(hint, "@") || normalEmail(hint) == e.s.Email()) {
+	// someone else) or another tenant starts a new login, and so does one
+	// the tenant's company link no longer admits.
+	e := h.activeSession(r)
+	if e != nil && (tenant == "" || tenant == e.s.Tenant()) &&
+		(hint == "" || !strings.Contains(hint, "@") || normalEmail(hint) == e.s.Email()) &&
+		h.sessionAdmitted(r, e) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, target, http.StatusFound)
 		return nil

@@ -42,6 +42,7 @@ type loginRequest struct {
 	tenant      string
 	loginHint   string
 	prompt      string
+	fresh       bool // a new authentication at K1: prompt=login, max_age=0
 	k1Initiated bool
 	purpose     string
 	payload     string
@@ -63,7 +64,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	// Already signed in (for that tenant): nothing to do at K1.
-	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) {
+	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, e) {
 		http.Redirect(w, r, lr.rd, http.StatusFound)
 		return nil
 	}
@@ -75,7 +76,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		h.k1Down(w, r)
+		h.k1Down(w, r, err)
 		return nil
 	}
 	secure := h.secure(r)
@@ -102,7 +103,12 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	if lr.loginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
 	}
-	if lr.prompt != "" {
+	switch {
+	case lr.fresh:
+		// max_age=0 makes K1 authenticate again and send auth_time
+		// (OIDC Core §3.1.2.1), which completePurpose requires.
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
+	case lr.prompt != "":
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", lr.prompt))
 	}
 	oc := h.oauthConfig(p, st.Redirect)
@@ -139,8 +145,13 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 	}
 }
 
-// k1Down answers a login that cannot reach K1.
-func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request) {
+// k1Down answers a login whose discovery failed (err from k1Client.get):
+// K1 cannot be reached, or its discovery names another issuer.
+func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request, err error) {
+	if f := discoveryFailure(err); f.reason != "k1_unreachable" {
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail})
+		return
+	}
 	w.Header().Set("Retry-After", "30")
 	h.page(w, r, http.StatusServiceUnavailable, pageData{
 		Title:   "KaseyaOne is unreachable",
@@ -161,12 +172,28 @@ func sidField(sid string) zap.Field {
 	return zap.String("k1_sid_hash", hex.EncodeToString(sum[:8]))
 }
 
+// discoveryFailure is the refusal of a login whose discovery failed (err
+// from k1Client.get). A misconfiguration (such as a configured issuer that
+// K1 does not publish) is the administrator's to fix, and the page says
+// what it is.
+func discoveryFailure(err error) *loginFailure {
+	var mc misconfiguration
+	if !errors.As(err, &mc) {
+		return fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+	}
+	f := fail(http.StatusServiceUnavailable, mc.reason(), "KaseyaOne sign-in is misconfigured",
+		"Sign-in through KaseyaOne is not possible until an administrator corrects the KaseyaOne settings of this proxy.")
+	f.detail = mc.detail()
+	return f
+}
+
 // loginFailure is a refused login: what the user sees and what is logged.
 type loginFailure struct {
 	status  int
 	reason  string // stable, for logs and metrics
 	title   string
 	message string
+	detail  string // shown below the message
 	links   []pageLink
 }
 
@@ -196,8 +223,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		if links == nil {
 			links = []pageLink{{Href: prefix + "login", Text: "Sign in again"}}
 		}
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: links})
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail, Links: links})
 		return nil
+	}
+	// A sign-in for a purpose (the admin page) runs its own checks and
+	// never writes a session.
+	if st.Purpose != "" {
+		return h.completePurpose(w, r, st, sess)
 	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		h.logger.Error("writing the session cookie", zap.Error(err))
@@ -213,9 +245,6 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		h.metrics.login("success", "sp_initiated")
 	}
-	if st.Purpose != "" {
-		return h.completePurpose(w, r, st, sess)
-	}
 	target := st.RD
 	if sess.Tenant == "" {
 		target = prefix + "tenant?rd=" + url.QueryEscape(st.RD)
@@ -226,6 +255,8 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 }
 
 // finishLogin runs every check of the callback and returns the new session.
+// For a purpose sign-in it returns the verified sign-in only: the purpose's
+// checks are completePurpose's, and no session is written for it.
 func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure bool) (*session, *loginState, error) {
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -252,7 +283,10 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	}
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
+		return nil, nil, discoveryFailure(err)
+	}
+	if f := checkResponseIss(p, q); f != nil {
+		return nil, nil, f
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
 	defer cancel()
@@ -285,6 +319,11 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		Issued:   now.Unix(),
 		Expires:  now.Add(h.cfg.lifetime).Unix(),
 	}
+	if st.Purpose != "" {
+		// Checked by completePurpose, which needs to know whether K1 sent
+		// auth_time at all.
+		return sess, st, nil
+	}
 	if sess.AuthTime == 0 {
 		sess.AuthTime = now.Unix()
 	}
@@ -299,6 +338,25 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		return sess, st, f
 	}
 	return sess, st, nil
+}
+
+// checkResponseIss is RFC 9207's mix-up defence, before the code goes
+// anywhere: an iss in the authorization response must be exactly the
+// issuer, and when K1 advertises that it always sends one, it must be
+// there.
+func checkResponseIss(p *k1Provider, q url.Values) *loginFailure {
+	iss, present := q["iss"]
+	switch {
+	case !present && !p.issParam:
+		return nil
+	case !present:
+		return fail(http.StatusBadRequest, "iss_missing", "Sign-in failed",
+			"KaseyaOne's answer did not say which KaseyaOne sent it, so you were not signed in. Start a new sign-in.")
+	case len(iss) != 1 || iss[0] != p.issuer:
+		return fail(http.StatusBadRequest, "iss_mismatch", "Sign-in failed",
+			"The sign-in answer came from another identity provider than the KaseyaOne this BMS trusts, so you were not signed in. Start a new sign-in.")
+	}
+	return nil
 }
 
 // loginStateFor finds and checks the login cookie of a callback's state.

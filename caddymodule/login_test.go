@@ -66,6 +66,7 @@ var demo = map[string][2]string{
 	"alice": {"Acme MSP", "alice-pass"},
 	"bob":   {"Acme MSP", "bob-pass"},
 	"carol": {"Other Co", "carol-pass"},
+	"dave":  {"Other Co", "dave-pass"}, // only in worlds that add him to k1dev
 }
 
 func (w *world) loginAs(t *testing.T, user, start string) (*http.Client, *http.Response) {

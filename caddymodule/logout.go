@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -204,6 +203,7 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 	secure := h.secure(r)
 	h.revokeSession(r.Context(), sess)
 	h.shared.clearSession(w, secure)
+	expireCookie(w, cookieName(adminCookie, secure), secure) // the admin page's sign-in ends too
 	h.expireUpstreamCookies(w, r, false)
 	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), sidField(sess.SID))
 	if via == "bms_logout" {
@@ -281,7 +281,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	// go-oidc checks the signature (K1's keys, discovery's algorithms), iss,
 	// aud, exp, jti present, the events member, sub or sid, and no nonce;
 	// checkLogoutClaims holds the claim names to their exact spelling.
-	lt, err := p.verifierWithSkew(h.clockSkew()).VerifyLogout(ctx, raw)
+	lt, err := p.logoutVerifier(h.clockSkew()).VerifyLogout(ctx, raw)
 	if err == nil {
 		err = checkLogoutClaims(lt)
 	}
@@ -326,7 +326,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 // when its session belongs to that sid.
 func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	iss, sid := strings.TrimRight(q.Get("iss"), "/"), q.Get("sid")
+	iss, sid := q.Get("iss"), q.Get("sid")
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Cache-Control", "no-store")
@@ -337,7 +337,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return nil
 	}
-	if iss != h.cfg.issuer || sid == "" || len(sid) > 255 || !validHeaderValue(sid) {
+	if !h.cfg.isIssuer(iss) || sid == "" || len(sid) > 255 || !validHeaderValue(sid) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = w.Write([]byte("<!doctype html><title>Bad request</title><p>iss and sid are required.</p>\n"))
 		return nil

@@ -190,7 +190,10 @@ func (h *Handler) buildConfig() (*config, error) {
 	repl := caddy.NewReplacer()
 	expand := func(s string) string { return repl.ReplaceKnown(s, "") }
 	c := &config{
-		issuer:       strings.TrimRight(expand(h.Issuer), "/"),
+		// Exactly as configured: discovery's issuer must equal it
+		// character for character (OIDC Discovery §4.3), and some OPs
+		// publish theirs with a trailing "/".
+		issuer:       expand(h.Issuer),
 		clientID:     expand(h.ClientID),
 		clientSecret: expand(h.ClientSecret),
 		loginPath:    h.LoginPath,
@@ -272,6 +275,18 @@ func (h *Handler) buildConfig() (*config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// issuerURL is the issuer without a trailing "/", for building URLs below
+// it: `<issuer>/launcher` is the same place for either spelling.
+func (c *config) issuerURL() string { return strings.TrimSuffix(c.issuer, "/") }
+
+// isIssuer reports whether iss, a parameter that a browser carries
+// (K1-initiated login, front-channel logout), names the configured issuer.
+// It is a plain URL, not a signed claim, so a trailing "/" is not held
+// against it.
+func (c *config) isIssuer(iss string) bool {
+	return iss != "" && strings.TrimSuffix(iss, "/") == c.issuerURL()
 }
 
 // poolKey identifies the shared state of a configuration without holding any

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ func TestK1DownRetryLinkIsLocal(t *testing.T) {
 		{"/..//evil.example/x", `href="/evil.example/x"`},
 	} {
 		w := httptest.NewRecorder()
-		h.k1Down(w, httptest.NewRequest("GET", tt.target, nil))
+		h.k1Down(w, httptest.NewRequest("GET", tt.target, nil), errors.New("dial tcp: connection refused"))
 		if b := w.Body.String(); w.Code != 503 || !strings.Contains(b, tt.want) || strings.Contains(b, `href="//`) {
 			t.Errorf("%s: %d, want a 503 page with %s: %s", tt.target, w.Code, tt.want, b)
 		}

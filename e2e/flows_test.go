@@ -98,6 +98,7 @@ func (w *world) dashboardOf(user, tenant, email string) []chromedp.Action[chrome
 			}
 			return nil
 		}),
+		w.expectSessionCookie(),
 	}
 }
 
@@ -130,85 +131,89 @@ func (w *world) openAdminSwitch(tenant string) {
 // session is fresh, and the page says "Operation is completed
 // successfully."; the login link goes live.
 func TestEnable(t *testing.T) {
-	w := newWorld(t, "integration_default off")
-	w.step("login-link-disabled", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("disabled"),
-		expectStatus("/.k1sso/login?tenant=acme", 403))
-	w.k1Direct("alice", "Acme MSP", "alice-pass")
-	w.step("launch-acme", open(w.k1URL+"/modules/BMS"), click(`#tenants a.tenant[data-tenant="acme"]`), visible("#user-name"))
-	w.step("dashboard", w.dashboardOf("alice", "acme", "alice@acme.example")...)
-	w.openAdminSwitch("acme")
-	w.step("slider-on", actions([]chromedp.Action[chromedp.Void]{visible(stateOf("acme", "off"))}, toggle("acme"),
-		[]chromedp.Action[chromedp.Void]{
-			visible(k1Form + ", " + stateOf("acme", "on")),
-			eval(`location.origin`, func(got string) error {
-				if got != w.k1URL {
-					return fmt.Errorf("K1 did not ask for credentials again (prompt=login): the switch came straight back to %s", got)
-				}
-				return nil
-			}),
-		}, w.k1Credentials("alice", "Acme MSP", "alice-pass"))...)
-	w.step("k1-code", actions(w.k1Code("alice"), []chromedp.Action[chromedp.Void]{
-		visibleText("Operation is completed successfully."),
-		expectLocation(w.proxy, "/.k1sso/admin"),
-		visible(stateOf("acme", "on")),
-	})...)
-	w.step("login-link-live", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("live"),
-		expectStatus("/.k1sso/login?tenant=acme", 0))
+	bothSchemes(t, []string{"integration_default off"}, func(w *world) {
+		w.step("login-link-disabled", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("disabled"),
+			expectStatus("/.k1sso/login?tenant=acme", 403))
+		w.k1Direct("alice", "Acme MSP", "alice-pass")
+		w.step("launch-acme", open(w.k1URL+"/modules/BMS"), click(`#tenants a.tenant[data-tenant="acme"]`), visible("#user-name"))
+		w.step("dashboard", w.dashboardOf("alice", "acme", "alice@acme.example")...)
+		w.openAdminSwitch("acme")
+		w.step("slider-on", actions([]chromedp.Action[chromedp.Void]{visible(stateOf("acme", "off"))}, toggle("acme"),
+			[]chromedp.Action[chromedp.Void]{
+				visible(k1Form + ", " + stateOf("acme", "on")),
+				eval(`location.origin`, func(got string) error {
+					if got != w.k1URL {
+						return fmt.Errorf("K1 did not ask for credentials again (prompt=login): the switch came straight back to %s", got)
+					}
+					return nil
+				}),
+			}, w.k1Credentials("alice", "Acme MSP", "alice-pass"))...)
+		w.step("k1-code", actions(w.k1Code("alice"), []chromedp.Action[chromedp.Void]{
+			visibleText("Operation is completed successfully."),
+			expectLocation(w.proxy, "/.k1sso/admin"),
+			visible(stateOf("acme", "on")),
+		})...)
+		w.step("login-link-live", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("live"),
+			expectStatus("/.k1sso/login?tenant=acme", 0))
+	})
 }
 
 // TestLoginWithKaseyaOne is flow 2: BMS's login page → the injected link →
 // K1's credentials and code → the BMS dashboard with identity headers and
 // the launcher icon next to the user's name.
 func TestLoginWithKaseyaOne(t *testing.T) {
-	w := newWorld(t)
-	w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
-	w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
-	w.step("launcher-icon", visible(launcherIcon), launcherNextToName())
+	bothSchemes(t, nil, func(w *world) {
+		w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
+		w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
+		w.step("launcher-icon", visible(launcherIcon), launcherNextToName())
+	})
 }
 
 // TestLauncher is flow 3: the launcher icon → /.k1sso/launcher → K1's app
 // launcher.
 func TestLauncher(t *testing.T) {
-	w := newWorld(t)
-	w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
-	w.step("launcher-icon", visible(launcherIcon),
-		eval(`new URL(document.querySelector("`+launcherIcon+`").href).pathname`, func(got string) error {
-			if got != "/.k1sso/launcher" {
-				return fmt.Errorf("launcher icon leads to %q, want /.k1sso/launcher", got)
-			}
-			return nil
-		}))
-	w.step("k1-app-launcher", click(launcherIcon), visible("#app-launcher"),
-		expectLocation(w.k1URL, "/launcher"), visible(`#app-launcher a.tenant[data-tenant="acme"]`))
+	bothSchemes(t, nil, func(w *world) {
+		w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
+		w.step("launcher-icon", visible(launcherIcon), w.expectSessionCookie(),
+			eval(`new URL(document.querySelector("`+launcherIcon+`").href).pathname`, func(got string) error {
+				if got != "/.k1sso/launcher" {
+					return fmt.Errorf("launcher icon leads to %q, want /.k1sso/launcher", got)
+				}
+				return nil
+			}))
+		w.step("k1-app-launcher", click(launcherIcon), visible("#app-launcher"),
+			expectLocation(w.k1URL, "/launcher"), visible(`#app-launcher a.tenant[data-tenant="acme"]`))
+	})
 }
 
 // TestDisable is flow 4: slider off → a brief K1 round trip → back; the
 // login link shows disabled, SP-initiated login into the tenant is refused,
 // and a launch from K1 still works.
 func TestDisable(t *testing.T) {
-	w := newWorld(t)
-	w.loginWithLink("alice", "Acme MSP", "alice-pass", "acme")
-	w.step("dashboard", w.dashboardOf("alice", "acme", "alice@acme.example")...)
-	w.openAdminSwitch("acme")
-	// Both of alice's tenants go off, so the login page (which serves
-	// every tenant) has no live tenant left.
-	for _, tenant := range []string{"acme", "acme-labs"} {
-		w.step("slider-off-"+tenant, actions([]chromedp.Action[chromedp.Void]{visible(stateOf(tenant, "on"))}, toggle(tenant),
-			[]chromedp.Action[chromedp.Void]{visible(stateOf(tenant, "off") + ", " + k1Form)})...)
-		if w.onK1() {
-			// The sign-in was not recent enough: K1 asks again.
-			w.step("k1-credentials-"+tenant, w.k1Credentials("alice", "Acme MSP", "alice-pass")...)
-			w.step("k1-code-"+tenant, actions(w.k1Code("alice"), []chromedp.Action[chromedp.Void]{visible(stateOf(tenant, "off"))})...)
+	bothSchemes(t, nil, func(w *world) {
+		w.loginWithLink("alice", "Acme MSP", "alice-pass", "acme")
+		w.step("dashboard", w.dashboardOf("alice", "acme", "alice@acme.example")...)
+		w.openAdminSwitch("acme")
+		// Both of alice's tenants go off, so the login page (which serves
+		// every tenant) has no live tenant left.
+		for _, tenant := range []string{"acme", "acme-labs"} {
+			w.step("slider-off-"+tenant, actions([]chromedp.Action[chromedp.Void]{visible(stateOf(tenant, "on"))}, toggle(tenant),
+				[]chromedp.Action[chromedp.Void]{visible(stateOf(tenant, "off") + ", " + k1Form)})...)
+			if w.onK1() {
+				// The sign-in was not recent enough: K1 asks again.
+				w.step("k1-credentials-"+tenant, w.k1Credentials("alice", "Acme MSP", "alice-pass")...)
+				w.step("k1-code-"+tenant, actions(w.k1Code("alice"), []chromedp.Action[chromedp.Void]{visible(stateOf(tenant, "off"))})...)
+			}
+			w.step("back-on-admin-"+tenant, expectLocation(w.proxy, "/.k1sso/admin"))
 		}
-		w.step("back-on-admin-"+tenant, expectLocation(w.proxy, "/.k1sso/admin"))
-	}
-	w.step("login-link-disabled", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("disabled"),
-		expectStatus("/.k1sso/login?tenant=acme", 403))
-	w.step("sp-login-refused", open(w.proxy+"/.k1sso/login?tenant=acme"), visible("#k1sso-title"),
-		expectLocation(w.proxy, "/.k1sso/login"))
-	w.step("k1-launch-still-works", open(w.k1URL+"/modules/BMS"), click(`#tenants a.tenant[data-tenant="acme"]`),
-		visible("#user-name"))
-	w.step("dashboard-after-launch", w.dashboardOf("alice", "acme", "alice@acme.example")...)
+		w.step("login-link-disabled", open(w.proxy+"/login"), visible(bmsLoginForm), linkState("disabled"),
+			expectStatus("/.k1sso/login?tenant=acme", 403))
+		w.step("sp-login-refused", open(w.proxy+"/.k1sso/login?tenant=acme"), visible("#k1sso-title"),
+			expectLocation(w.proxy, "/.k1sso/login"))
+		w.step("k1-launch-still-works", open(w.k1URL+"/modules/BMS"), click(`#tenants a.tenant[data-tenant="acme"]`),
+			visible("#user-name"))
+		w.step("dashboard-after-launch", w.dashboardOf("alice", "acme", "alice@acme.example")...)
+	})
 }
 
 // onK1 reports whether the tab shows K1's login form.
@@ -227,41 +232,60 @@ func (w *world) onK1() bool {
 // session, the proxy session and the K1 session; the next K1 login asks for
 // credentials and the code again.
 func TestGlobalLogout(t *testing.T) {
-	w := newWorld(t)
-	w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
-	w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
-	w.step("bms-logout", click("#logout"), visible(bmsLoginForm), expectLocation(w.proxy, "/login"),
-		expectStatus("/.k1sso/whoami", 401),
-		eval(`fetch("/api/whoami-headers").then(r => r.json()).then(j => j.headers["X-BMS-User"] || "")`, func(got string) error {
-			if got != "" {
-				return fmt.Errorf("after logout the upstream still receives X-BMS-User %q", got)
-			}
-			return nil
-		}))
-	w.step("k1-asks-again", click(loginLink), visible(k1Form+", #user-name"),
-		eval(`location.origin`, func(got string) error {
-			if got != w.k1URL {
-				return fmt.Errorf("K1 did not ask for credentials again: the link led straight back to %s (the K1 session survived the logout)", got)
-			}
-			return nil
-		}))
-	w.step("k1-credentials-again", w.k1Credentials("bob", "Acme MSP", "bob-pass")...)
-	w.step("k1-code-again", actions(w.k1Code("bob"), []chromedp.Action[chromedp.Void]{visible("#user-name")})...)
-	w.step("dashboard-again", w.dashboardOf("bob", "acme", "bob@acme.example")...)
+	bothSchemes(t, nil, func(w *world) {
+		w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
+		w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
+		w.step("bms-logout", click("#logout"), visible(bmsLoginForm), expectLocation(w.proxy, "/login"),
+			expectStatus("/.k1sso/whoami", 401), w.expectNoSessionCookie(),
+			eval(`fetch("/api/whoami-headers").then(r => r.json()).then(j => j.headers["X-BMS-User"] || "")`, func(got string) error {
+				if got != "" {
+					return fmt.Errorf("after logout the upstream still receives X-BMS-User %q", got)
+				}
+				return nil
+			}))
+		w.step("k1-asks-again", click(loginLink), visible(k1Form+", #user-name"),
+			eval(`location.origin`, func(got string) error {
+				if got != w.k1URL {
+					return fmt.Errorf("K1 did not ask for credentials again: the link led straight back to %s (the K1 session survived the logout)", got)
+				}
+				return nil
+			}))
+		w.step("k1-credentials-again", w.k1Credentials("bob", "Acme MSP", "bob-pass")...)
+		w.step("k1-code-again", actions(w.k1Code("bob"), []chromedp.Action[chromedp.Void]{visible("#user-name")})...)
+		w.step("dashboard-again", w.dashboardOf("bob", "acme", "bob@acme.example")...)
+	})
 }
 
 // TestLogoutAtK1 is the other half of flow 5: a logout at K1 (its
 // back- and front-channel logout) ends the proxy session, so BMS no longer
 // receives the identity and shows its login page.
 func TestLogoutAtK1(t *testing.T) {
-	w := newWorld(t)
-	w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
-	w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
-	w.step("k1-home", open(w.k1URL+"/"), visible("#overview-card"), visible("#logout"))
-	w.step("k1-logout", click("#logout"), visible("#login-again"), expectLocation(w.k1URL, "/logged-out"))
-	w.step("bms-session-ended", open(w.proxy+"/dashboard"), visible(bmsLoginForm+", #identity-headers"),
-		expectLocation(w.proxy, "/login"),
-		expectStatus("/.k1sso/whoami", 401))
+	bothSchemes(t, nil, func(w *world) {
+		w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
+		w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
+		w.step("k1-home", open(w.k1URL+"/"), visible("#overview-card"), visible("#logout"))
+		w.step("k1-logout", click("#logout"), visible("#login-again"), expectLocation(w.k1URL, "/logged-out"))
+		w.step("bms-session-ended", open(w.proxy+"/dashboard"), visible(bmsLoginForm+", #identity-headers"),
+			expectLocation(w.proxy, "/login"),
+			expectStatus("/.k1sso/whoami", 401))
+	})
+}
+
+// TestBackchannelLogout is the back-channel half of flow 5 on its own: K1
+// ends bob's session without the browser (an admin, an expiry), so only
+// its logout token reaches the proxy, and the proxy session ends. On https
+// k1dev must trust the site's CA for that call (the -ca-file flag).
+func TestBackchannelLogout(t *testing.T) {
+	bothSchemes(t, nil, func(w *world) {
+		w.loginWithLink("bob", "Acme MSP", "bob-pass", "")
+		w.step("dashboard", w.dashboardOf("bob", "acme", "bob@acme.example")...)
+		if err := w.k1.EndSessions("bob"); err != nil {
+			w.t.Fatalf("K1 ended bob's session, but its back-channel logout failed: %v", err)
+		}
+		w.step("bms-session-ended", open(w.proxy+"/dashboard"), visible(bmsLoginForm+", #identity-headers"),
+			expectLocation(w.proxy, "/login"),
+			expectStatus("/.k1sso/whoami", 401))
+	})
 }
 
 // k1Direct logs in at K1 itself (its home page) and waits for the
@@ -275,40 +299,44 @@ func (w *world) k1Direct(user, company, password string) {
 // TestFromK1LandingPage is flow 6: K1's My Modules → BMS → a tenant → the
 // BMS dashboard of that tenant.
 func TestFromK1LandingPage(t *testing.T) {
-	w := newWorld(t)
-	w.k1Direct("alice", "Acme MSP", "alice-pass")
-	w.step("my-modules", click("#my-modules"), visible("#module-BMS"))
-	w.step("bms-tenants", click("#module-BMS"), visible(`#tenants a.tenant[data-tenant="acme-labs"]`))
-	w.step("launch-acme-labs", click(`#tenants a.tenant[data-tenant="acme-labs"]`), visible("#user-name"))
-	w.step("dashboard", w.dashboardOf("alice.labs", "acme-labs", "alice@acme.example")...)
+	bothSchemes(t, nil, func(w *world) {
+		w.k1Direct("alice", "Acme MSP", "alice-pass")
+		w.step("my-modules", click("#my-modules"), visible("#module-BMS"))
+		w.step("bms-tenants", click("#module-BMS"), visible(`#tenants a.tenant[data-tenant="acme-labs"]`))
+		w.step("launch-acme-labs", click(`#tenants a.tenant[data-tenant="acme-labs"]`), visible("#user-name"))
+		w.step("dashboard", w.dashboardOf("alice.labs", "acme-labs", "alice@acme.example")...)
+	})
 }
 
 // TestFromK1AppLauncher is flow 7: K1's app launcher → BMS tenant → the
 // BMS dashboard.
 func TestFromK1AppLauncher(t *testing.T) {
-	w := newWorld(t)
-	w.k1Direct("alice", "Acme MSP", "alice-pass")
-	w.step("app-launcher", click("#k1-launcher"), visible(`#app-launcher a.tenant[data-module="BMS"][data-tenant="acme"]`))
-	w.step("launch-acme", click(`#app-launcher a.tenant[data-module="BMS"][data-tenant="acme"]`), visible("#user-name"))
-	w.step("dashboard", w.dashboardOf("alice", "acme", "alice@acme.example")...)
+	bothSchemes(t, nil, func(w *world) {
+		w.k1Direct("alice", "Acme MSP", "alice-pass")
+		w.step("app-launcher", click("#k1-launcher"), visible(`#app-launcher a.tenant[data-module="BMS"][data-tenant="acme"]`))
+		w.step("launch-acme", click(`#app-launcher a.tenant[data-module="BMS"][data-tenant="acme"]`), visible("#user-name"))
+		w.step("dashboard", w.dashboardOf("alice", "acme", "alice@acme.example")...)
+	})
 }
 
 // TestLandingPage is flow 8: a company admin sets BMS's Landing Page to
 // /tickets in K1's Admin Settings → Module URLs; the next launch lands on
 // /tickets.
 func TestLandingPage(t *testing.T) {
-	w := newWorld(t)
-	w.k1Direct("alice", "Acme MSP", "alice-pass")
-	w.step("admin-settings", click("#admin-settings"), visible("#module-urls"))
-	w.step("module-urls", click("#module-urls"), visible("#landing-page-BMS"))
-	w.step("save-landing-page", typeInto("#landing-page-BMS", "/tickets"), click("#save-BMS"), visible("#saved"),
-		eval(`document.querySelector('tr[data-module="BMS"] .target').innerText.trim()`, func(got string) error {
-			if !strings.HasSuffix(got, "/tickets") {
-				return fmt.Errorf("next launch goes to %q, want .../tickets", got)
-			}
-			return nil
-		}))
-	w.step("launch", click("#my-modules"), click("#module-BMS"), click(`#tenants a.tenant[data-tenant="acme"]`),
-		visible("#tickets, #identity-headers"))
-	w.step("tickets", expectLocation(w.proxy, "/tickets"), visible("#tickets"), expectText("#user-name", "alice"))
+	bothSchemes(t, nil, func(w *world) {
+		w.k1Direct("alice", "Acme MSP", "alice-pass")
+		w.step("admin-settings", click("#admin-settings"), visible("#module-urls"))
+		w.step("module-urls", click("#module-urls"), visible("#landing-page-BMS"))
+		w.step("save-landing-page", typeInto("#landing-page-BMS", "/tickets"), click("#save-BMS"), visible("#saved"),
+			eval(`document.querySelector('tr[data-module="BMS"] .target').innerText.trim()`, func(got string) error {
+				if !strings.HasSuffix(got, "/tickets") {
+					return fmt.Errorf("next launch goes to %q, want .../tickets", got)
+				}
+				return nil
+			}))
+		w.step("launch", click("#my-modules"), click("#module-BMS"), click(`#tenants a.tenant[data-tenant="acme"]`),
+			visible("#tickets, #identity-headers"))
+		w.step("tickets", expectLocation(w.proxy, "/tickets"), visible("#tickets"), expectText("#user-name", "alice"),
+			w.expectSessionCookie())
+	})
 }

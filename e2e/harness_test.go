@@ -1,6 +1,8 @@
 // Package e2e runs the flows of DESIGN.md end to end in a real Chromium:
 // the built Caddy with the k1sso module as a process, k1dev and the demo BMS
-// in-process, all on free loopback ports. Screenshots of the steps go to
+// in-process, all on free loopback ports. Every flow runs twice: on http,
+// as the quick start runs, and on https as production runs (Caddy's
+// `tls internal`, __Host- cookies, HTTP/2). Screenshots of the steps go to
 // e2e/screenshots/ (git-ignored).
 package e2e
 
@@ -8,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -57,8 +60,8 @@ var featureOptions = []string{
 }
 
 var (
-	probeOnce sync.Once
-	probed    map[string]error // option line → why caddy refused it (nil: accepted)
+	probeMu sync.Mutex           // flows run in parallel
+	probed  = map[string]error{} // option line → why caddy refused it (nil: accepted)
 )
 
 // browserPath finds Chromium; a missing browser fails the test (never a
@@ -94,19 +97,51 @@ type world struct {
 	k1     *k1dev.Server
 	k1URL  string // k1dev's issuer and base URL
 	bmsURL string // the demo BMS, reached only through the proxy
-	proxy  string // what the browser opens: http://localhost:port
+	proxy  string // what the browser opens: http(s)://localhost:port
+	https  bool   // the proxy is on https (Caddy's tls internal)
 	ctx    context.Context
 	steps  int // steps run so far, numbering the screenshots
 
 	consoleMu sync.Mutex
 	console   []string // the browser's log entries
+
+	traffic traffic // on https: what the browser sent to and got from the proxy
+}
+
+// bothSchemes runs flow twice, each time in a fresh world with the
+// required options: on http, and on https. The two run side by side (the
+// worlds share nothing, and most of a flow is waiting for the browser), so
+// the second scheme costs the package little time.
+func bothSchemes(t *testing.T, required []string, flow func(w *world)) {
+	for _, https := range []bool{false, true} {
+		name := "http"
+		if https {
+			name = "https"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			flow(newWorld(t, https, required...))
+		})
+	}
 }
 
 // caddyfile renders the site: the k1sso block with options, then the BMS.
-func caddyfile(storage string, port int, k1URL, users, bmsAddr string, options []string) string {
+// With a CA the site is on https with `tls internal`, its certificates
+// issued by that CA's root.
+func caddyfile(storage string, port int, k1URL, users, bmsAddr string, options []string, ca *testCA) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\tstorage file_system {\n\t\troot %s\n\t}\n}\n\n", storage)
-	fmt.Fprintf(&b, "http://%s:%d {\n\tbind 127.0.0.1\n\tk1sso {\n", proxyHost, port)
+	fmt.Fprintf(&b, "{\n\tadmin off\n\tpersist_config off\n\tstorage file_system {\n\t\troot %s\n\t}\n", storage)
+	scheme, tls := "http", ""
+	if ca == nil {
+		b.WriteString("\tauto_https off\n")
+	} else {
+		// No redirect server on port 80, and the root stays out of the
+		// system's trust store.
+		scheme, tls = "https", "\ttls internal\n"
+		fmt.Fprintf(&b, "\tauto_https disable_redirects\n\tskip_install_trust\n\tpki {\n\t\tca local {\n\t\t\troot {\n\t\t\t\tcert %s\n\t\t\t\tkey %s\n\t\t\t}\n\t\t}\n\t}\n", ca.certFile, ca.keyFile)
+	}
+	b.WriteString("}\n\n")
+	fmt.Fprintf(&b, "%s://%s:%d {\n\tbind 127.0.0.1\n%s\tk1sso {\n", scheme, proxyHost, port, tls)
 	lines := append([]string{
 		"issuer " + k1URL,
 		"client_id bms-proxy",
@@ -143,16 +178,17 @@ func adapt(bin, dir, text string) error {
 // this build of the module accepts.
 func probeOptions(t testing.TB, bin string, extra []string) map[string]error {
 	t.Helper()
-	probeOnce.Do(func() { probed = map[string]error{} })
+	probeMu.Lock()
+	defer probeMu.Unlock()
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.csv")
 	for _, o := range append(append([]string{}, featureOptions...), extra...) {
 		if _, ok := probed[o]; ok {
 			continue
 		}
-		probed[o] = adapt(bin, dir, caddyfile(dir, 1, "http://127.0.0.1:1", users, "127.0.0.1:2", []string{o}))
+		probed[o] = adapt(bin, dir, caddyfile(dir, 1, "http://127.0.0.1:1", users, "127.0.0.1:2", []string{o}, nil))
 	}
-	return probed
+	return maps.Clone(probed)
 }
 
 // caddyEnv keeps Caddy's config and data folders inside dir.
@@ -168,8 +204,12 @@ func lastLine(out []byte) string {
 
 // newWorld starts k1dev, the demo BMS, Caddy (with the available
 // featureOptions plus required, which the flow cannot do without) and a
-// fresh Chromium, all stopped when the test ends.
-func newWorld(t *testing.T, required ...string) *world {
+// fresh Chromium, all stopped when the test ends. With https the proxy is
+// on https with `tls internal` under a CA made for the test, k1dev runs
+// examples/k1dev.json with the client moved to the proxy's port and trusts
+// that CA for its back-channel logout (the -ca-file flag), and what only
+// https shows is checked when the test ends (see checkHTTPS).
+func newWorld(t *testing.T, https bool, required ...string) *world {
 	t.Helper()
 	chrome := browserPath(t)
 	bin := testenv.CaddyBinary(t)
@@ -193,16 +233,34 @@ func newWorld(t *testing.T, required ...string) *world {
 	// The proxy's port comes first: k1dev registers the client's URIs
 	// (redirect, initiate login, logout) on it when it starts.
 	port := testenv.FreePort(t)
-	w := &world{t: t, proxy: fmt.Sprintf("http://%s:%d", proxyHost, port)}
+	w := &world{t: t, https: https, proxy: fmt.Sprintf("http://%s:%d", proxyHost, port)}
+	dir := t.TempDir()
+	cfg := k1dev.DefaultConfig()
+	var (
+		ca     *testCA
+		k1opts []k1dev.Option
+		err    error
+	)
+	if https {
+		w.proxy = fmt.Sprintf("https://%s:%d", proxyHost, port)
+		ca = newTestCA(t, dir)
+		if cfg, err = k1dev.LoadConfig(filepath.Join(testenv.RepoRoot(), "examples", "k1dev.json")); err != nil {
+			t.Fatal(err)
+		}
+		pool, err := k1dev.LoadCAFile(ca.certFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k1opts = append(k1opts, k1dev.WithRootCAs(pool))
+	}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.k1URL = "http://" + l.Addr().String()
-	cfg := k1dev.DefaultConfig()
 	cfg.SetClientBaseURL("bms-proxy", w.proxy)
-	w.k1, err = k1dev.New(w.k1URL, cfg)
+	w.k1, err = k1dev.New(w.k1URL, cfg, k1opts...)
 	if err != nil {
 		l.Close()
 		t.Fatalf("e2e: starting k1dev: %v", err)
@@ -214,7 +272,6 @@ func newWorld(t *testing.T, required ...string) *world {
 	var bl net.Listener
 	w.bmsURL, bl = serve(t, bms.New(bms.DefaultConfig()))
 
-	dir := t.TempDir()
 	users := filepath.Join(dir, "users.csv")
 	csv, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "examples", "users.csv"))
 	if err != nil {
@@ -223,19 +280,33 @@ func newWorld(t *testing.T, required ...string) *world {
 	if err := os.WriteFile(users, csv, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	text := caddyfile(filepath.Join(dir, "storage"), port, w.k1URL, users, bl.Addr().String(), options)
+	text := caddyfile(filepath.Join(dir, "storage"), port, w.k1URL, users, bl.Addr().String(), options, ca)
 	// Screenshots of an earlier run of this test would mix with this run's.
 	old, _ := filepath.Glob(filepath.Join(screenshotDir(t), strings.ReplaceAll(t.Name(), "/", "_")+"-*.png"))
 	for _, f := range old {
 		_ = os.Remove(f)
 	}
 	testenv.RunCaddyfile(t, text, port)
-	w.startBrowser(chrome)
+	var flags []chromedp.ExecAllocatorOption
+	if https {
+		flags = append(flags, chromedp.Flag("ignore-certificate-errors-spki-list", ca.waitForSite(t, port)))
+	}
+	w.startBrowser(chrome, flags...)
+	if https {
+		w.traffic.origin = w.proxy
+		if err := chromedp.Listen(w.ctx, w.traffic.record); err != nil {
+			t.Fatalf("e2e: listening to chromium's network: %v", err)
+		}
+		// Registered after the browser's own cleanups, so it runs before
+		// they stop the browser.
+		t.Cleanup(w.checkHTTPS)
+	}
 	return w
 }
 
-// startBrowser starts a fresh headless Chromium for this test.
-func (w *world) startBrowser(chrome string) {
+// startBrowser starts a fresh headless Chromium for this test, with extra
+// flags.
+func (w *world) startBrowser(chrome string, extra ...chromedp.ExecAllocatorOption) {
 	t := w.t
 	t.Helper()
 	base, cancelBase := context.WithTimeout(context.Background(), testTimeout)
@@ -258,6 +329,7 @@ func (w *world) startBrowser(chrome string) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(base, opts...)
 	t.Cleanup(cancelAlloc)
 	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))

@@ -251,8 +251,12 @@ func (c *Config) validate() error {
 		case u.Email == "":
 			errs = append(errs, fmt.Errorf("user %q: missing email", u.Username))
 		}
-		if _, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(strings.TrimRight(u.TOTPSecret, "="))); err != nil || u.TOTPSecret == "" {
-			errs = append(errs, fmt.Errorf("user %q: totp_secret is not base32", u.Username))
+		switch {
+		case u.TOTPSecret == "":
+			errs = append(errs, fmt.Errorf("user %q: missing totp_secret: every user needs a base32 authenticator secret, e.g. the output of `head -c 20 /dev/urandom | base32`", u.Username))
+		case !isBase32(u.TOTPSecret):
+			// The secret itself stays out of the message.
+			errs = append(errs, fmt.Errorf("user %q: totp_secret is not base32 (letters A-Z and digits 2-7)", u.Username))
 		}
 		users[u.Username] = true
 	}
@@ -288,6 +292,22 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isBase32 reports whether s decodes as base32 (any letter case, with or
+// without padding), as authenticator apps accept it.
+func isBase32(s string) bool {
+	_, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(strings.TrimRight(s, "=")))
+	return err == nil
+}
+
+// Usernames lists the users' login names in the config's order.
+func (c *Config) Usernames() []string {
+	names := make([]string, 0, len(c.Users))
+	for _, u := range c.Users {
+		names = append(names, u.Username)
+	}
+	return names
 }
 
 // user returns the user named username, or nil.

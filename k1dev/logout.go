@@ -3,6 +3,7 @@ package k1dev
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -78,8 +79,8 @@ func (s *Server) frontchannelFrames(sessions []*session) []string {
 
 // endSessions removes sessions and sends a back-channel logout token to
 // every client they logged into, synchronously (2 s timeout each, in
-// parallel). Failures are logged.
-func (s *Server) endSessions(sessions []*session) {
+// parallel). Failures are logged and returned.
+func (s *Server) endSessions(sessions []*session) error {
 	var deliveries []delivery
 	seen := map[delivery]bool{}
 	s.mu.Lock()
@@ -103,15 +104,23 @@ func (s *Server) endSessions(sessions []*session) {
 	}
 	s.mu.Unlock()
 
-	var wg sync.WaitGroup
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, d := range deliveries {
 		wg.Go(func() {
 			if err := s.sendLogoutToken(d); err != nil {
 				slog.Warn("k1dev: back-channel logout failed", "client", d.clientID, "url", d.url, "err", err)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("back-channel logout to %s: %w", d.url, err))
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // sendLogoutToken POSTs one logout token (Back-Channel Logout 1.0 §2.4).
@@ -153,8 +162,9 @@ func (s *Server) sendLogoutToken(d delivery) error {
 }
 
 // EndSessions ends every K1 session of username, sending back-channel
-// logouts (for tests: "a logout at K1").
-func (s *Server) EndSessions(username string) {
+// logouts (for tests: "a logout at K1"). It returns the deliveries that
+// failed (the sessions end regardless).
+func (s *Server) EndSessions(username string) error {
 	s.mu.Lock()
 	var ended []*session
 	for _, sess := range s.sessions {
@@ -163,7 +173,7 @@ func (s *Server) EndSessions(username string) {
 		}
 	}
 	s.mu.Unlock()
-	s.endSessions(ended)
+	return s.endSessions(ended)
 }
 
 // endSessionRequest ends the sessions of an end_session request — the
@@ -185,7 +195,7 @@ func (s *Server) endSessionRequest(ctx context.Context, req *op.EndSessionReques
 		s.mu.Unlock()
 	}
 	frames := s.frontchannelFrames(ended)
-	s.endSessions(ended)
+	_ = s.endSessions(ended) // logged; the browser's logout goes on
 	return s.loggedOutURL(frames, req.RedirectURI)
 }
 
@@ -214,7 +224,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		ended = append(ended, sess)
 	}
 	frames := s.frontchannelFrames(ended)
-	s.endSessions(ended)
+	_ = s.endSessions(ended) // logged; the browser's logout goes on
 	s.clearCookie(w)
 	http.Redirect(w, r, s.loggedOutURL(frames, ""), http.StatusSeeOther)
 }

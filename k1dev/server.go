@@ -48,8 +48,9 @@ type Server struct {
 
 // New returns a Server for issuer (e.g. "http://127.0.0.1:9000"; http is
 // allowed, as this is a development tool) with a copy of cfg (nil means
-// DefaultConfig).
-func New(issuer string, cfg *Config) (*Server, error) {
+// DefaultConfig). A trailing "/" of issuer is dropped: the Server publishes
+// the issuer without it (see Issuer).
+func New(issuer string, cfg *Config, opts ...Option) (*Server, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
@@ -66,12 +67,15 @@ func New(issuer string, cfg *Config) (*Server, error) {
 		issuer:      issuer,
 		secure:      iu.Scheme == "https",
 		cfg:         cfg,
-		http:        &http.Client{Timeout: 2 * time.Second},
+		http:        &http.Client{Timeout: deliveryTimeout},
 		sessions:    map[string]*session{},
 		loginTxs:    map[string]*loginTx{},
 		failures:    map[string]int{},
 		lockedUntil: map[string]time.Time{},
 		loggedOut:   map[string]*loggedOutPage{},
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	if err := s.keys.rotate(); err != nil {
 		return nil, err
@@ -89,17 +93,21 @@ func New(issuer string, cfg *Config) (*Server, error) {
 		BackChannelLogoutSupported:        true,
 		BackChannelLogoutSessionSupported: true,
 	}
-	opts := []op.Option{}
+	opOpts := []op.Option{}
 	if iu.Scheme == "http" {
-		opts = append(opts, op.WithAllowInsecure())
+		opOpts = append(opOpts, op.WithAllowInsecure())
 	}
-	s.provider, err = op.NewProvider(opCfg, s.storage, op.StaticIssuer(issuer), opts...)
+	s.provider, err = op.NewProvider(opCfg, s.storage, op.StaticIssuer(issuer), opOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating provider: %w", err)
 	}
 	s.routes()
 	return s, nil
 }
+
+// Issuer is the issuer the Server publishes in its discovery document (a
+// relying party's configured issuer must equal it).
+func (s *Server) Issuer() string { return s.issuer }
 
 // routes registers K1's pages; everything else goes to the op.
 func (s *Server) routes() {

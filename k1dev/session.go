@@ -80,7 +80,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, username s
 		if same {
 			return old
 		}
-		s.endSessions([]*session{old})
+		_ = s.endSessions([]*session{old}) // logged; the new login goes on
 	}
 	sess := &session{id: randomID(), sid: randomID()[:22], username: username, authTime: now, csrf: randomID()}
 	s.mu.Lock()

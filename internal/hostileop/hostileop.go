@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,6 +50,12 @@ const (
 	// SignUnknownKey signs with a key that is not in the JWKS, under a
 	// fresh random kid each time.
 	SignUnknownKey
+	// SignPS256 signs correctly with the current key, but PS256.
+	SignPS256
+	// SignAttackerKey signs with the attacker's key (not in the JWKS; see
+	// AttackerJWK) under its own kid, for headers such as jwk or jku
+	// that point at it.
+	SignAttackerKey
 )
 
 // Behavior is what the OP does on the next logins.
@@ -70,6 +77,16 @@ type Behavior struct {
 	DiscoveryDelay time.Duration
 	// JWKSDelay makes the JWKS endpoint sleep before answering.
 	JWKSDelay time.Duration
+	// Header edits the JOSE header of the ID token before signing.
+	Header func(h map[string]any)
+	// TokenResponse edits the token endpoint's JSON answer.
+	TokenResponse func(r map[string]any)
+	// Callback edits the parameters the authorize endpoint sends back
+	// (e.g. adds iss).
+	Callback func(v url.Values)
+	// ExtraJWKS are published in the JWKS before the signing keys, as they
+	// are (e.g. keys of a type k1sso does not know).
+	ExtraJWKS []map[string]any
 }
 
 // OP is a running hostile OP.
@@ -79,13 +96,18 @@ type OP struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
 	b        Behavior
+	issuer   string // published in discovery and signed into tokens
+	discEdit func(d map[string]any)
 	keys     []*key // published in the JWKS
 	current  *key   // signs ID tokens
+	attacker *key   // never published in the JWKS; made on first use
 	codes    map[string]grant
+	tokens   map[string]bool // access tokens issued, for userinfo
 	down     atomic.Bool
 	jwksHits atomic.Int64
 	discHits atomic.Int64
 	tokHits  atomic.Int64
+	evilHits atomic.Int64
 }
 
 type key struct {
@@ -102,7 +124,7 @@ type grant struct {
 // correctly until Set says otherwise.
 func Start(tb testing.TB) *OP {
 	tb.Helper()
-	op := &OP{codes: map[string]grant{}}
+	op := &OP{codes: map[string]grant{}, tokens: map[string]bool{}}
 	op.current = newKey(tb)
 	op.keys = []*key{op.current}
 	mux := http.NewServeMux()
@@ -111,6 +133,7 @@ func Start(tb testing.TB) *OP {
 	mux.HandleFunc("/authorize", op.authorize)
 	mux.HandleFunc("/token", op.token)
 	mux.HandleFunc("/userinfo", op.userinfo)
+	mux.HandleFunc("/attacker/", op.attackerKeys)
 	op.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/.well-known/openid-configuration" {
 			op.discHits.Add(1) // attempts count while down too
@@ -130,7 +153,33 @@ func Start(tb testing.TB) *OP {
 	}))
 	tb.Cleanup(op.srv.Close)
 	op.URL = op.srv.URL
+	op.issuer = op.URL
 	return op
+}
+
+// SetIssuer changes the issuer the OP publishes in discovery and signs into
+// its tokens (default: URL), e.g. to URL+"/" as Ory Hydra and Auth0 do.
+// Endpoints stay under URL.
+func (op *OP) SetIssuer(iss string) {
+	op.mu.Lock()
+	op.issuer = iss
+	op.mu.Unlock()
+}
+
+// SetDiscovery edits the discovery document from now on (Set leaves it
+// alone). k1sso fetches discovery once, right after start: call it before
+// Caddy starts.
+func (op *OP) SetDiscovery(edit func(d map[string]any)) {
+	op.mu.Lock()
+	op.discEdit = edit
+	op.mu.Unlock()
+}
+
+// Issuer is the issuer the OP publishes.
+func (op *OP) Issuer() string {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.issuer
 }
 
 func newKey(tb testing.TB) *key {
@@ -182,6 +231,73 @@ func (op *OP) DiscoveryHits() int64 { return op.discHits.Load() }
 // TokenHits counts token requests.
 func (op *OP) TokenHits() int64 { return op.tokHits.Load() }
 
+// CurrentKid is the kid of the key the OP signs with.
+func (op *OP) CurrentKid() string {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.current.kid
+}
+
+// AttackerHits counts requests under AttackerURL: a relying party that
+// follows jku or x5u headers fetches from there.
+func (op *OP) AttackerHits() int64 { return op.evilHits.Load() }
+
+// AttackerURL is where the attacker's key is served (as a JWKS at
+// AttackerURL+"jwks", as a PEM certificate chain stand-in elsewhere).
+func (op *OP) AttackerURL() string { return op.URL + "/attacker/" }
+
+// AttackerJWK is the public JWK of the key SignAttackerKey signs with,
+// e.g. for a jwk header.
+func (op *OP) AttackerJWK() map[string]string { return publicJWK(op.attackerKey()) }
+
+func (op *OP) attackerKey() *key {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.attacker == nil {
+		priv, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		op.attacker = &key{kid: rand32(), priv: priv}
+	}
+	return op.attacker
+}
+
+func (op *OP) attackerKeys(w http.ResponseWriter, r *http.Request) {
+	op.evilHits.Add(1)
+	writeJSON(w, map[string]any{"keys": []map[string]string{op.AttackerJWK()}})
+}
+
+// LogoutToken returns a back-channel logout token (Back-Channel Logout 1.0
+// §2.4) for k1|bob in session sid, signed as b says; b.Claims and b.Header
+// edit it.
+func (op *OP) LogoutToken(b Behavior, sid string) string {
+	now := time.Now()
+	claims := map[string]any{
+		"iss": op.Issuer(), "aud": ClientID, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+		"jti": rand32(), "sub": "k1|bob", "sid": sid,
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
+	}
+	if b.Claims != nil {
+		b.Claims(claims)
+	}
+	edit := b.Header
+	b.Header = func(h map[string]any) {
+		h["typ"] = "logout+jwt"
+		if edit != nil {
+			edit(h)
+		}
+	}
+	return op.sign(claims, b)
+}
+
+func publicJWK(k *key) map[string]string {
+	return map[string]string{
+		"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid,
+		"n": b64(k.priv.N.Bytes()), "e": b64(big.NewInt(int64(k.priv.E)).Bytes()),
+	}
+}
+
 func (op *OP) behavior() Behavior {
 	op.mu.Lock()
 	defer op.mu.Unlock()
@@ -189,11 +305,12 @@ func (op *OP) behavior() Behavior {
 }
 
 func (op *OP) discovery(w http.ResponseWriter, r *http.Request) {
-	if d := op.behavior().DiscoveryDelay; d > 0 {
-		sleep(r, d)
+	b := op.behavior()
+	if b.DiscoveryDelay > 0 {
+		sleep(r, b.DiscoveryDelay)
 	}
-	writeJSON(w, map[string]any{
-		"issuer":                                op.URL,
+	d := map[string]any{
+		"issuer":                                op.Issuer(),
 		"authorization_endpoint":                op.URL + "/authorize",
 		"token_endpoint":                        op.URL + "/token",
 		"userinfo_endpoint":                     op.URL + "/userinfo",
@@ -202,21 +319,29 @@ func (op *OP) discovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256", "none", "HS256"},
 		"code_challenge_methods_supported":      []string{"S256"},
-	})
+	}
+	op.mu.Lock()
+	edit := op.discEdit
+	op.mu.Unlock()
+	if edit != nil {
+		edit(d)
+	}
+	writeJSON(w, d)
 }
 
 func (op *OP) jwks(w http.ResponseWriter, r *http.Request) {
 	op.jwksHits.Add(1)
-	if d := op.behavior().JWKSDelay; d > 0 {
-		sleep(r, d)
+	b := op.behavior()
+	if b.JWKSDelay > 0 {
+		sleep(r, b.JWKSDelay)
+	}
+	var keys []any
+	for _, k := range b.ExtraJWKS {
+		keys = append(keys, k)
 	}
 	op.mu.Lock()
-	var keys []map[string]string
 	for _, k := range op.keys {
-		keys = append(keys, map[string]string{
-			"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid,
-			"n": b64(k.priv.N.Bytes()), "e": b64(big.NewInt(int64(k.priv.E)).Bytes()),
-		})
+		keys = append(keys, publicJWK(k))
 	}
 	op.mu.Unlock()
 	writeJSON(w, map[string]any{"keys": keys})
@@ -233,9 +358,10 @@ func (op *OP) authorize(w http.ResponseWriter, r *http.Request) {
 	op.mu.Lock()
 	op.codes[code] = grant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge")}
 	op.mu.Unlock()
+	b := op.behavior()
 	state := q.Get("state")
-	if s := op.behavior().State; s != "" {
-		state = s
+	if b.State != "" {
+		state = b.State
 	}
 	u, err := url.Parse(q.Get("redirect_uri"))
 	if err != nil {
@@ -243,6 +369,9 @@ func (op *OP) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := url.Values{"code": {code}, "state": {state}}
+	if b.Callback != nil {
+		b.Callback(v)
+	}
 	u.RawQuery = v.Encode()
 	http.Redirect(w, r, u.String(), http.StatusFound)
 }
@@ -271,7 +400,7 @@ func (op *OP) token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	claims := map[string]any{
-		"iss":            op.URL,
+		"iss":            op.Issuer(),
 		"sub":            "k1|bob",
 		"aud":            ClientID,
 		"exp":            now.Add(5 * time.Minute).Unix(),
@@ -285,15 +414,35 @@ func (op *OP) token(w http.ResponseWriter, r *http.Request) {
 	if b.Claims != nil {
 		b.Claims(claims)
 	}
-	writeJSON(w, map[string]any{
-		"access_token": "at-" + rand32(),
+	at := "at-" + rand32()
+	op.mu.Lock()
+	op.tokens[at] = true
+	op.mu.Unlock()
+	resp := map[string]any{
+		"access_token": at,
 		"token_type":   "Bearer",
 		"expires_in":   300,
 		"id_token":     op.sign(claims, b),
-	})
+	}
+	if b.TokenResponse != nil {
+		b.TokenResponse(resp)
+	}
+	writeJSON(w, resp)
 }
 
+// userinfo answers a request with an access token the token endpoint
+// issued, as "Authorization: Bearer" (RFC 6750 §2.1; the scheme in any
+// letter case).
 func (op *OP) userinfo(w http.ResponseWriter, r *http.Request) {
+	scheme, at, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	op.mu.Lock()
+	ok := op.tokens[at]
+	op.mu.Unlock()
+	if !strings.EqualFold(scheme, "bearer") || !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, "invalid token", http.StatusUnauthorized)
+		return
+	}
 	c := map[string]any{"sub": "k1|bob", "email": "bob@acme.example", "email_verified": true}
 	if f := op.behavior().UserInfo; f != nil {
 		f(c)
@@ -316,9 +465,17 @@ func (op *OP) sign(claims map[string]any, b Behavior) string {
 		priv, _ := rsa.GenerateKey(rand.Reader, 1024) //nolint:gosec // throwaway key, only to be refused
 		k = &key{kid: rand32(), priv: priv}
 		hdr["kid"] = k.kid
+	case SignAttackerKey:
+		k = op.attackerKey()
+		hdr["kid"] = k.kid
+	case SignPS256:
+		hdr["alg"] = "PS256"
 	}
 	if b.NoKid {
 		delete(hdr, "kid")
+	}
+	if b.Header != nil {
+		b.Header(hdr)
 	}
 	hj, _ := json.Marshal(hdr)
 	cj, _ := json.Marshal(claims)
@@ -332,6 +489,9 @@ func (op *OP) sign(claims map[string]any, b Behavior) string {
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte(input))
 		sig = m.Sum(nil)
+	case SignPS256:
+		sum := sha256.Sum256([]byte(input))
+		sig, _ = rsa.SignPSS(rand.Reader, k.priv, crypto.SHA256, sum[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
 	default:
 		sum := sha256.Sum256([]byte(input))
 		sig, _ = rsa.SignPKCS1v15(rand.Reader, k.priv, crypto.SHA256, sum[:])

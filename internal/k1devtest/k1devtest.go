@@ -27,16 +27,32 @@ import (
 type Instance struct {
 	// URL is the issuer and base URL, e.g. "http://127.0.0.1:41234".
 	URL string
-	// Server is the running k1dev (TOTP, RotateKey, SetLandingPage, EndSessions).
+	// Server is the running k1dev (TOTP, RotateKey, SetLandingPage,
+	// EndSessions); nil for a k1dev this process did not start (a test of
+	// the command), whose codes Login then computes from Config.
 	Server *k1dev.Server
 	// Config is the configuration it started with; the server holds its own
 	// copy, so changing this afterwards has no effect.
 	Config *k1dev.Config
 }
 
+// code returns username's current TOTP code.
+func (i *Instance) code(username string) (string, error) {
+	if i.Server != nil {
+		return i.Server.TOTP(username)
+	}
+	for _, u := range i.Config.Users {
+		if u.Username == username {
+			return k1dev.CurrentCode(u.TOTPSecret)
+		}
+	}
+	return "", fmt.Errorf("k1devtest: unknown user %q", username)
+}
+
 // Start runs k1dev on 127.0.0.1 on a free port with cfg (nil means
-// k1dev.DefaultConfig()); the issuer is its URL. It stops when the test ends.
-func Start(tb testing.TB, cfg *k1dev.Config) *Instance {
+// k1dev.DefaultConfig()) and opts; the issuer is its URL. It stops when the
+// test ends.
+func Start(tb testing.TB, cfg *k1dev.Config, opts ...k1dev.Option) *Instance {
 	tb.Helper()
 	if cfg == nil {
 		cfg = k1dev.DefaultConfig()
@@ -46,7 +62,7 @@ func Start(tb testing.TB, cfg *k1dev.Config) *Instance {
 		tb.Fatalf("k1devtest: listening: %v", err)
 	}
 	u := "http://" + l.Addr().String()
-	srv, err := k1dev.New(u, cfg)
+	srv, err := k1dev.New(u, cfg, opts...)
 	if err != nil {
 		l.Close()
 		tb.Fatalf("k1devtest: starting k1dev: %v", err)
@@ -90,7 +106,7 @@ func (i *Instance) Login(c *http.Client, startURL, username, company, password s
 	if f == nil {
 		return rewind(resp, body), fmt.Errorf("k1devtest: password step failed (status %d): %s", resp.StatusCode, pageError(body))
 	}
-	code, err := i.Server.TOTP(username)
+	code, err := i.code(username)
 	if err != nil {
 		return nil, err
 	}

@@ -396,7 +396,7 @@ func run() error {
 				return err
 			}
 			ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + addrs["s"], admin: "http://" + addrs["sadmin"], procs: group{ps}}
-			if err := scaleRun(dir, ss, []byte(cookieSecret), sc.title, measure); err != nil {
+			if err := scaleRun(dir, ss, []byte(cookieSecret), k1URL, sc.title, measure); err != nil {
 				return err
 			}
 			ps.stop()
@@ -556,12 +556,12 @@ func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts fu
 
 // scaleRun cycles many distinct valid sessions through (b), against the
 // same Lua cycler with one cookie so wrk's own scripting cost is equal.
-func scaleRun(dir string, sb *setup, secret []byte, title string, measure measureFunc) error {
+func scaleRun(dir string, sb *setup, secret []byte, issuer, title string, measure measureFunc) error {
 	script := filepath.Join(dir, "cycle.lua")
 	if err := os.WriteFile(script, []byte(cyclerLua), 0o600); err != nil {
 		return err
 	}
-	oneCookie, err := caddymodule.MintSessionCookieForBench(secret, "k1|bob", "bob@acme.example", "acme", 8*time.Hour)
+	oneCookie, err := caddymodule.MintSessionCookieForBench(secret, issuer, "bms-proxy", "k1|bob", "bob@acme.example", "acme", 8*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -581,7 +581,7 @@ func scaleRun(dir string, sb *setup, secret []byte, title string, measure measur
 	t0 := time.Now()
 	var buf strings.Builder
 	for i := 0; i < *sessions; i++ {
-		v, err := caddymodule.MintSessionCookieForBench(secret, "k1|bob", "bob@acme.example", "acme", 8*time.Hour)
+		v, err := caddymodule.MintSessionCookieForBench(secret, issuer, "bms-proxy", "k1|bob", "bob@acme.example", "acme", 8*time.Hour)
 		if err != nil {
 			return err
 		}
