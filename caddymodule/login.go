@@ -403,7 +403,7 @@ func k1Error(code, desc string, pending bool) *loginFailure {
 	}
 	f := fail(http.StatusBadRequest, reason, "KaseyaOne did not sign you in", msg)
 	if desc != "" {
-		f.message += " (" + truncate(desc, 200) + ")"
+		f.message += " (" + strings.ToValidUTF8(truncate(desc, 200), "") + ")"
 	}
 	if code == "access_denied" {
 		f.status = http.StatusForbidden
