@@ -20,7 +20,7 @@ func TestCallbackErrorDescriptionNeedsPendingLogin(t *testing.T) {
 		{"a made-up state", q + "&state=0123456789abcdefghijklmnop", ""},
 		{"a state with another cookie", q + "&state=0123456789abcdefghijklmnop", "k1sso-login-0123456789ab=forged"},
 	} {
-		resp := send(t, h.px.URL+"/.k1sso/callback?"+tc.query, tc.cookie)
+		resp := getWithCookie(t, h.px.URL+"/.k1sso/callback?"+tc.query, tc.cookie)
 		b := body(t, resp)
 		if resp.StatusCode < 400 || resp.StatusCode >= 500 || !strings.Contains(b, "<html") {
 			t.Errorf("%s: %d, want a 4xx page", tc.what, resp.StatusCode)
@@ -34,7 +34,7 @@ func TestCallbackErrorDescriptionNeedsPendingLogin(t *testing.T) {
 	}
 
 	// A login this browser started: K1's answer is shown as K1 gave it.
-	resp := send(t, h.px.URL+"/.k1sso/login?rd=/dashboard", "")
+	resp := getWithCookie(t, h.px.URL+"/.k1sso/login?rd=/dashboard", "")
 	resp.Body.Close()
 	var login *http.Cookie
 	for _, c := range resp.Cookies() {
@@ -47,7 +47,7 @@ func TestCallbackErrorDescriptionNeedsPendingLogin(t *testing.T) {
 		t.Fatalf("login start: %d, no login cookie or Location", resp.StatusCode)
 	}
 	state := loc.Query().Get("state")
-	resp = send(t, h.px.URL+"/.k1sso/callback?"+q+"&state="+url.QueryEscape(state), login.Name+"="+login.Value)
+	resp = getWithCookie(t, h.px.URL+"/.k1sso/callback?"+q+"&state="+url.QueryEscape(state), login.Name+"="+login.Value)
 	b := body(t, resp)
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(b, "KaseyaOne denied access.") || !strings.Contains(b, "555-0100") {
 		t.Errorf("pending login: %d, want 403 with K1's description: %.400s", resp.StatusCode, b)

@@ -15,18 +15,18 @@ import (
 // 127.0.0.1.
 const secureExternal = "https://bms.example"
 
-// noFollow is a client that never follows redirects and keeps no cookies.
-var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// rawNoFollow is a client that never follows redirects and keeps no cookies.
+var rawNoFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // send makes one request with a raw Cookie header (as a browser writes it)
 // and returns the answer, unread.
-func send(t *testing.T, u, cookie string) *http.Response {
+func getWithCookie(t *testing.T, u, cookie string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, u, nil)
 	if cookie != "" {
 		req.Header.Set("Cookie", cookie)
 	}
-	resp, err := noFollow.Do(req)
+	resp, err := rawNoFollow.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func send(t *testing.T, u, cookie string) *http.Response {
 }
 
 // setCookie returns the value a response sets for a cookie, or "".
-func setCookie(resp *http.Response, name string) string {
+func setCookieOf(resp *http.Response, name string) string {
 	for _, c := range resp.Cookies() {
 		if c.Name == name && c.MaxAge >= 0 {
 			return c.Value
@@ -49,7 +49,7 @@ func setCookie(resp *http.Response, name string) string {
 // session cookie it got.
 func secureLogin(t *testing.T, h *hostile) (loginName, loginValue, sess string) {
 	t.Helper()
-	resp := send(t, h.px.URL+"/.k1sso/login?rd=/dashboard", "")
+	resp := getWithCookie(t, h.px.URL+"/.k1sso/login?rd=/dashboard", "")
 	resp.Body.Close()
 	for _, c := range resp.Cookies() {
 		if strings.HasPrefix(c.Name, "__Host-k1sso-login-") {
@@ -59,16 +59,16 @@ func secureLogin(t *testing.T, h *hostile) (loginName, loginValue, sess string) 
 	if resp.StatusCode != http.StatusFound || loginName == "" {
 		t.Fatalf("login start: %d, cookies %v", resp.StatusCode, resp.Header.Values("Set-Cookie"))
 	}
-	resp = send(t, resp.Header.Get("Location"), "")
+	resp = getWithCookie(t, resp.Header.Get("Location"), "")
 	resp.Body.Close()
 	cb, err := url.Parse(resp.Header.Get("Location"))
 	if err != nil || !strings.HasPrefix(cb.String(), secureExternal+"/.k1sso/callback?") {
 		t.Fatalf("OP answer: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	callback := h.px.URL + cb.RequestURI()
-	resp = send(t, callback, loginName+"="+loginValue)
+	resp = getWithCookie(t, callback, loginName+"="+loginValue)
 	resp.Body.Close()
-	sess = setCookie(resp, "__Host-k1sso")
+	sess = setCookieOf(resp, "__Host-k1sso")
 	if resp.StatusCode != http.StatusFound || sess == "" {
 		t.Fatalf("callback: %d, no session cookie", resp.StatusCode)
 	}
@@ -88,7 +88,7 @@ func TestCookieNameUnicodeSpace(t *testing.T) {
 	_, _, sess := secureLogin(t, h)
 	user := func(cookie string) string {
 		t.Helper()
-		resp := send(t, h.px.URL+"/dashboard", cookie)
+		resp := getWithCookie(t, h.px.URL+"/dashboard", cookie)
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
 			t.Fatalf("Cookie %q: %d", cookie, resp.StatusCode)
@@ -118,7 +118,7 @@ func TestCookieNameUnicodeSpaceLoginState(t *testing.T) {
 	h := newHostile(t, "external_url "+secureExternal)
 	h.op.Set(hostileop.Behavior{})
 	for name, sp := range unicodeSpaces {
-		resp := send(t, h.px.URL+"/.k1sso/login?rd=/dashboard", "")
+		resp := getWithCookie(t, h.px.URL+"/.k1sso/login?rd=/dashboard", "")
 		resp.Body.Close()
 		var ck *http.Cookie
 		for _, c := range resp.Cookies() {
@@ -129,13 +129,13 @@ func TestCookieNameUnicodeSpaceLoginState(t *testing.T) {
 		if ck == nil {
 			t.Fatal("no login cookie")
 		}
-		resp = send(t, resp.Header.Get("Location"), "")
+		resp = getWithCookie(t, resp.Header.Get("Location"), "")
 		resp.Body.Close()
 		cb, _ := url.Parse(resp.Header.Get("Location"))
-		resp = send(t, h.px.URL+cb.RequestURI(), "a=1; "+sp+ck.Name+"="+ck.Value)
+		resp = getWithCookie(t, h.px.URL+cb.RequestURI(), "a=1; "+sp+ck.Name+"="+ck.Value)
 		b := body(t, resp)
-		if resp.StatusCode != http.StatusBadRequest || setCookie(resp, "__Host-k1sso") != "" || !strings.Contains(b, "did not start in this browser") {
-			t.Errorf("%s before the login cookie: callback %d, session cookie %v", name, resp.StatusCode, setCookie(resp, "__Host-k1sso") != "")
+		if resp.StatusCode != http.StatusBadRequest || setCookieOf(resp, "__Host-k1sso") != "" || !strings.Contains(b, "did not start in this browser") {
+			t.Errorf("%s before the login cookie: callback %d, session cookie %v", name, resp.StatusCode, setCookieOf(resp, "__Host-k1sso") != "")
 		}
 	}
 }

@@ -26,7 +26,7 @@ func TestRetryLinkIsLocal(t *testing.T) {
 	links := func(path string) []string {
 		t.Helper()
 		for start := time.Now(); time.Since(start) < 15*time.Second; time.Sleep(100 * time.Millisecond) {
-			resp := send(t, h.px.URL+path, cookie)
+			resp := getWithCookie(t, h.px.URL+path, cookie)
 			b := body(t, resp)
 			if resp.StatusCode != http.StatusServiceUnavailable {
 				continue // within the store's grace the session still works
