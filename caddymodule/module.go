@@ -68,11 +68,16 @@ type Handler struct {
 	// identity, so BMS's own login keeps working).
 	Enforce bool `json:"enforce,omitempty"`
 
-	// Path patterns (Caddy path matcher syntax, e.g. `/static/*`) that never
-	// need a session. `login_path` is always public. Default: none.
+	// Path patterns that never need a session, in Caddy's path matcher
+	// syntax (exact, `/prefix*`, `*suffix`, `*middle*`, globs; `%` compares
+	// the escaped path), e.g. `/static/*`. Unlike Caddy's matcher they are
+	// compared case-sensitively with the path exactly as it is forwarded
+	// (a path not in canonical form, such as `/a/../b`, is refused first).
+	// `login_path` is always public. Default: none.
 	Public []string `json:"public,omitempty"`
 
-	// BMS's own login page. Always public. Default: `/login`.
+	// BMS's own login page, matched exactly (case-sensitively). Always
+	// public. Default: `/login`.
 	LoginPath string `json:"login_path,omitempty"`
 
 	// Where users land after login when no better target is known. Must be
@@ -121,7 +126,7 @@ type Handler struct {
 	externalStr string
 	shared      *shared
 	key         string
-	public      caddyhttp.MatchPath
+	public      pathMatcher // see path.go
 	logger      *zap.Logger
 	metrics     *metrics // see metrics.go
 }
@@ -162,8 +167,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if cfg.external != nil {
 		h.externalStr = cfg.external.String()
 	}
-	h.public = append(caddyhttp.MatchPath{cfg.loginPath}, h.Public...)
-	if err := h.public.Provision(ctx); err != nil {
+	if h.public, err = newPathMatcher(h.Public); err != nil {
 		return fmt.Errorf("public: %w", err)
 	}
 	h.key = poolKey(cfg, h.Users)
@@ -175,6 +179,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.shared = val.(*shared)
+	if err := h.registerApp(ctx); err != nil { // app.go
+		return err
+	}
 	if err := h.provisionIntegration(); err != nil {
 		return err
 	}
@@ -209,10 +216,10 @@ func (h *Handler) buildConfig() (*config, error) {
 		return nil, fmt.Errorf("issuer: %q is not an http(s) URL", c.issuer)
 	}
 	if c.clientID == "" {
-		return nil, errors.New("client_id: required (is the environment variable set?)")
+		return nil, errors.New("client_id: required" + emptyHint(h.ClientID)) // diagnose.go
 	}
 	if c.clientSecret == "" {
-		return nil, errors.New("client_secret: required (is the environment variable set?)")
+		return nil, errors.New("client_secret: required" + emptyHint(h.ClientSecret))
 	}
 	if len(h.CookieSecrets) == 0 {
 		return nil, errors.New("cookie_secret: required")
@@ -220,7 +227,7 @@ func (h *Handler) buildConfig() (*config, error) {
 	for i, s := range h.CookieSecrets {
 		v := expand(s)
 		if len(v) < 32 {
-			return nil, fmt.Errorf("cookie_secret: secret #%d is %d bytes after expansion; need at least 32", i+1, len(v))
+			return nil, fmt.Errorf("cookie_secret: secret #%d is %d bytes after expansion; need at least 32%s", i+1, len(v), emptyHint(s))
 		}
 		c.cookieKeys = append(c.cookieKeys, []byte(v))
 	}
