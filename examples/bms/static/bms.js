@@ -56,6 +56,9 @@
       // The browser reconnects on its own unless the answer was an error
       // (a 401 once the session is over): then the feed stays closed.
       var closed = es.readyState === EventSource.CLOSED;
+      if (!feedStatus.hasAttribute("data-dropped-at")) {
+        feedStatus.setAttribute("data-dropped-at", String(Date.now()));
+      }
       feedStatus.textContent = closed ? "closed" : "reconnecting…";
       feedStatus.setAttribute("data-state", closed ? "closed" : "reconnecting");
       feedStatus.setAttribute("data-drops", String(Number(feedStatus.getAttribute("data-drops") || 0) + 1));
