@@ -44,3 +44,36 @@ func TestPathOverrideHeadersNeverForwarded(t *testing.T) {
 	h.accepted(t, resp)
 	check("with a session", send(c))
 }
+
+// TestReadOnlyEndpointsRefuseOtherMethods: the key set and whoami are
+// read-only; another method gets 405 with Allow, as every other k1sso
+// endpoint answers a method it does not serve.
+func TestReadOnlyEndpointsRefuseOtherMethods(t *testing.T) {
+	h := newHostile(t)
+	c, resp := h.login(t)
+	h.accepted(t, resp)
+	for _, ep := range []string{"jwks.json", "whoami"} {
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions, "PATCH", "FOO"} {
+			req, _ := http.NewRequest(m, h.px.URL+"/.k1sso/"+ep, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s /.k1sso/%s: %d, Allow %q; want 405 with Allow: GET, HEAD", m, ep, resp.StatusCode, resp.Header.Get("Allow"))
+			}
+		}
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			req, _ := http.NewRequest(m, h.px.URL+"/.k1sso/"+ep, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s /.k1sso/%s: %d, want 200", m, ep, resp.StatusCode)
+			}
+		}
+	}
+}
