@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/k1sso/k1sso/internal/hostileop"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
 
@@ -75,5 +76,26 @@ func TestReadOnlyEndpointsRefuseOtherMethods(t *testing.T) {
 				t.Errorf("%s /.k1sso/%s: %d, want 200", m, ep, resp.StatusCode)
 			}
 		}
+	}
+}
+
+// TestHostileOPHugeAnswers: K1's answers are read up to a bound. A userinfo
+// answer of 8 MiB (the ID token without email, so userinfo is read) refuses
+// the login instead of being read whole, and so does a discovery document
+// of that size (read at start and on refresh): no OP answer makes the proxy
+// buffer without limit.
+func TestHostileOPHugeAnswers(t *testing.T) {
+	pad := strings.Repeat("a", 8<<20)
+	h := newHostile(t)
+	h.op.Set(hostileop.Behavior{Claims: del("email", "email_verified"), UserInfo: set("pad", pad)})
+	c, resp := h.login(t)
+	h.refused(t, c, resp, http.StatusBadRequest)
+
+	op := hostileop.Start(t)
+	op.SetDiscovery(func(d map[string]any) { d["pad"] = pad })
+	h2 := startHostile(t, op, op.URL)
+	_, resp = h2.login(t)
+	if b := body(t, resp); resp.StatusCode < 500 || !strings.Contains(b, "KaseyaOne") {
+		t.Errorf("login with an 8 MiB discovery document: %d %.200s; want a 5xx page saying KaseyaOne cannot be used", resp.StatusCode, b)
 	}
 }

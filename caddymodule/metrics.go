@@ -202,8 +202,8 @@ func (m *metrics) k1Request(endpoint string, d time.Duration) {
 }
 
 // k1Transport times every request of the K1 client (discovery, token
-// exchange, JWKS, userinfo) for k1_request_duration_seconds, and counts JWKS
-// fetches. It sees every call wherever it is made (go-oidc, oauth2, the key
+// exchange, JWKS, userinfo) for k1_request_duration_seconds, counts JWKS
+// fetches and bounds every answer's body (boundedBody). It sees every call wherever it is made (go-oidc, oauth2, the key
 // set), which is why it sits in the client rather than at each caller.
 type k1Transport struct {
 	base http.RoundTripper // nil: http.DefaultTransport
@@ -218,6 +218,9 @@ func (t k1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := base.RoundTrip(r)
 	k1ssoMetrics.k1Request(k1Endpoint(r.URL.Path), time.Since(start))
+	if resp != nil {
+		resp.Body = &boundedBody{ReadCloser: resp.Body, left: maxK1Answer} // k1client.go
+	}
 	return resp, err
 }
 
