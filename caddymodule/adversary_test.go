@@ -2,8 +2,10 @@ package caddymodule_test
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/k1sso/k1sso/internal/hostileop"
 	"github.com/k1sso/k1sso/internal/testenv"
@@ -97,5 +99,56 @@ func TestHostileOPHugeAnswers(t *testing.T) {
 	_, resp = h2.login(t)
 	if b := body(t, resp); resp.StatusCode < 500 || !strings.Contains(b, "KaseyaOne") {
 		t.Errorf("login with an 8 MiB discovery document: %d %.200s; want a 5xx page saying KaseyaOne cannot be used", resp.StatusCode, b)
+	}
+}
+
+// TestAdminSignInEndsWithK1Logout: the admin page's own sign-in (a purpose
+// sign-in, which writes no session) is a K1 session too. A back-channel or
+// front-channel logout of its sid, or a back-channel logout of the user,
+// ends it at once: the admin page asks for a sign-in again, it is not
+// shown for the rest of the admin cookie's half hour.
+func TestAdminSignInEndsWithK1Logout(t *testing.T) {
+	h := newHostile(t)
+	for _, via := range []string{"back-channel sid", "front-channel sid", "back-channel sub"} {
+		t.Run(via, func(t *testing.T) {
+			sid := "sid-admin-" + strings.ReplaceAll(via, " ", "-")
+			h.op.Set(hostileop.Behavior{Claims: func(c map[string]any) {
+				c["sub"], c["email"], c["sid"] = "k1|alice", "alice@acme.example", sid
+			}})
+			defer h.op.Set(hostileop.Behavior{})
+			c := &http.Client{Jar: newJar(), Timeout: 15 * time.Second}
+			resp := get(t, c, h.px.URL+"/.k1sso/admin")
+			if b := body(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(b, `data-tenant="acme"`) {
+				t.Fatalf("alice on the admin page: %d at %s", resp.StatusCode, resp.Request.URL.Path)
+			}
+			switch via {
+			case "back-channel sid":
+				if code, _, m := postLogout(t, h.px.URL, h.op.LogoutToken(hostileop.Behavior{Claims: set("sub", "k1|alice")}, sid)); code != http.StatusOK {
+					t.Fatalf("back-channel logout: %d %v", code, m)
+				}
+			case "front-channel sid":
+				resp := get(t, http.DefaultClient, h.px.URL+"/.k1sso/frontchannel-logout?iss="+url.QueryEscape(h.op.Issuer())+"&sid="+sid)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("front-channel logout: %d", resp.StatusCode)
+				}
+			case "back-channel sub":
+				if code, _, m := postLogout(t, h.px.URL, h.op.LogoutToken(hostileop.Behavior{Claims: func(c map[string]any) {
+					c["sub"] = "k1|alice"
+					delete(c, "sid")
+				}}, "")); code != http.StatusOK {
+					t.Fatalf("back-channel logout: %d %v", code, m)
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // the revocation reaches the handler's memory
+			resp, err := testenv.NoRedirect(c.Jar).Get(h.px.URL + "/.k1sso/admin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := body(t, resp)
+			if resp.StatusCode != http.StatusFound || strings.Contains(b, "csrf_token") || strings.Contains(b, "alice@acme.example") {
+				t.Errorf("after a %s logout the admin page answers %d (want a sign-in at K1): %.200s", via, resp.StatusCode, b)
+			}
+		})
 	}
 }
