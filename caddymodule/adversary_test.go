@@ -152,3 +152,56 @@ func TestAdminSignInEndsWithK1Logout(t *testing.T) {
 		})
 	}
 }
+
+// TestLogoutPathNotBySubresources: a same-origin request to logout_path
+// that no user started — an image, style or script tag, a frame, a
+// prefetch, which BMS content such as a ticket's HTML may hold — does not
+// end the K1 session everywhere; it gets the sign-out confirmation, and the
+// session stays. Navigations and BMS's own scripts (fetch, XHR) still log
+// out at once.
+func TestLogoutPathNotBySubresources(t *testing.T) {
+	h := newHostile(t, "logout_path /logout")
+	c, resp := h.login(t)
+	h.accepted(t, resp)
+	nr := testenv.NoRedirect(c.Jar)
+	same := []string{"Sec-Fetch-Site", "same-origin"}
+	for _, hdr := range [][]string{
+		{"Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image"},
+		{"Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "style"},
+		{"Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "script"},
+		{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "iframe"},
+		{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "object"},
+		{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document", "Sec-Purpose", "prefetch;prerender"},
+		{"Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "empty", "Sec-Purpose", "prefetch"},
+		{"Purpose", "prefetch"},
+	} {
+		h.up.Reset()
+		resp := get(t, nr, h.px.URL+"/logout", append(same, hdr...)...)
+		b := body(t, resp)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(b, `action="/.k1sso/logout?then=bms"`) {
+			t.Errorf("%v: %d, want the sign-out confirmation", hdr, resp.StatusCode)
+		}
+		if len(h.up.Requests()) != 0 || len(resp.Header["Set-Cookie"]) != 0 {
+			t.Errorf("%v: the logout went on (%d upstream requests, %d Set-Cookie)", hdr, len(h.up.Requests()), len(resp.Header["Set-Cookie"]))
+		}
+	}
+	if s := testenv.DecodeSeen(t, get(t, c, h.px.URL+"/x")); s.Header.Get("X-BMS-User") != "bob" {
+		t.Fatal("a subresource request to logout_path ended the session")
+	}
+	for _, hdr := range [][]string{
+		{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document"},
+		{"Sec-Fetch-Mode", "cors", "Sec-Fetch-Dest", "empty"},
+	} {
+		c, resp := h.login(t)
+		h.accepted(t, resp)
+		resp = get(t, testenv.NoRedirect(c.Jar), h.px.URL+"/logout", append(same, hdr...)...)
+		resp.Body.Close()
+		// This OP has no end_session_endpoint: the logout ends at login_path.
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/login" {
+			t.Errorf("%v: %d %q, want a global logout", hdr, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if s := testenv.DecodeSeen(t, get(t, c, h.px.URL+"/x")); s.Header.Get("X-BMS-User") != "" {
+			t.Errorf("%v: the session outlived the logout", hdr)
+		}
+	}
+}

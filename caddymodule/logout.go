@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -66,7 +67,8 @@ type LogoutOptions struct {
 	// without a trailing `/` and for every path below it, as BMS's servers
 	// read those. A request another site started (Sec-Fetch-Site
 	// `cross-site` or `same-site`, or an Origin or Referer of another
-	// origin) gets a sign-out confirmation instead. A request without a K1
+	// origin), or a same-origin one no user started (an image or frame
+	// tag, a prefetch), gets a sign-out confirmation instead. A request without a K1
 	// session passes through untouched. Default: none (BMS's logout is not
 	// intercepted).
 	LogoutPath string `json:"logout_path,omitempty"`
@@ -136,12 +138,12 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 
 // interceptLogout turns a request to BMS's logout_path (see isLogoutPath)
 // that carries a K1 session into a global logout: BMS first, as the user,
-// then the proxy and K1 sessions end. A request another site started gets
-// the sign-out confirmation of /.k1sso/logout instead, and the session
-// stays. sess is the whole session, read before k1sso's cookies were
+// then the proxy and K1 sessions end. A request another site started, or
+// one no user started (userStarted), gets the sign-out confirmation of
+// /.k1sso/logout instead, and the session stays. sess is the whole session, read before k1sso's cookies were
 // dropped from the request.
 func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry, sess *session) error {
-	if !h.sameOriginRequest(r) {
+	if !h.sameOriginRequest(r) || !userStarted(r) {
 		h.confirmLogout(w, r, sess, prefix+"logout?then=bms")
 		return nil
 	}
@@ -185,6 +187,30 @@ func (h *Handler) sameOriginRequest(r *http.Request) bool {
 	if ref := r.Header.Get("Referer"); ref != "" {
 		u, err := url.Parse(ref)
 		return err == nil && u.Scheme+"://"+u.Host == origin
+	}
+	return true
+}
+
+// userStarted reports whether a request may be the user's own doing: a
+// navigation to a document, or a script of the page (fetch, XHR). Fetch
+// Metadata tells apart what only a page's content asks for — an image,
+// style or script tag (no-cors), a frame or embedded object, a prefetch or
+// prerender — which BMS content such as a ticket's HTML may hold on this
+// very origin. Without Fetch Metadata (older browsers, other clients) a
+// request counts as the user's.
+func userStarted(r *http.Request) bool {
+	if strings.Contains(r.Header.Get("Sec-Purpose"), "prefetch") || strings.EqualFold(r.Header.Get("Purpose"), "prefetch") {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Mode") {
+	case "no-cors":
+		return false
+	case "navigate":
+		switch r.Header.Get("Sec-Fetch-Dest") {
+		case "", "document":
+		default:
+			return false // iframe, frame, object, embed
+		}
 	}
 	return true
 }
