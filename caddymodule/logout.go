@@ -20,8 +20,8 @@ func init() {
 		if len(args) != 1 {
 			return d.Errf("k1sso: logout_path takes exactly one path")
 		}
-		if !isLocalPath(args[0]) {
-			return d.Errf("k1sso: logout_path: %q must be a local path starting with /", args[0])
+		if !matchablePath(args[0]) {
+			return d.Errf("k1sso: logout_path: %q must be a local path starting with /, in clean form (no query, no //, /./ or /../, no ; or %%)", args[0])
 		}
 		h.LogoutPath = args[0]
 		return nil
@@ -104,8 +104,8 @@ func validCookieName(s string) bool {
 }
 
 func (h *Handler) provisionLogout(ctx caddy.Context) error {
-	if h.LogoutPath != "" && !isLocalPath(h.LogoutPath) {
-		return fmt.Errorf("logout_path: %q must be a local path starting with /", h.LogoutPath)
+	if h.LogoutPath != "" && !matchablePath(h.LogoutPath) {
+		return fmt.Errorf("logout_path: %q must be a local path starting with /, in clean form (no query, no //, /./ or /../, no ; or %%)", h.LogoutPath)
 	}
 	for _, n := range h.UpstreamCookies {
 		if !validCookieName(n) {
