@@ -67,8 +67,8 @@ type LogoutOptions struct {
 	// without a trailing `/` and for every path below it, as BMS's servers
 	// read those. A request another site started (Sec-Fetch-Site
 	// `cross-site` or `same-site`, or an Origin or Referer of another
-	// origin), or a same-origin one no user started (an image or frame
-	// tag, a prefetch), gets a sign-out confirmation instead. A request without a K1
+	// origin), or a same-origin one no user started (an image tag, a
+	// prefetch), gets a sign-out confirmation instead. A request without a K1
 	// session passes through untouched. Default: none (BMS's logout is not
 	// intercepted).
 	LogoutPath string `json:"logout_path,omitempty"`
@@ -192,27 +192,18 @@ func (h *Handler) sameOriginRequest(r *http.Request) bool {
 }
 
 // userStarted reports whether a request may be the user's own doing: a
-// navigation to a document, or a script of the page (fetch, XHR). Fetch
-// Metadata tells apart what only a page's content asks for — an image,
-// style or script tag (no-cors), a frame or embedded object, a prefetch or
-// prerender — which BMS content such as a ticket's HTML may hold on this
-// very origin. Without Fetch Metadata (older browsers, other clients) a
-// request counts as the user's.
+// navigation, or a script of the page (fetch, XHR). Fetch Metadata tells
+// apart what only a page's content asks for — an image, style or script
+// tag (mode no-cors), a prefetch or prerender — which BMS content such as
+// a ticket's HTML may hold on this very origin. Navigations of frames
+// count as the user's: a BMS whose logout link opens in a frame must keep
+// logging out (k1sso's confirmation page cannot be framed). Without Fetch
+// Metadata (older browsers, other clients) a request counts as the user's.
 func userStarted(r *http.Request) bool {
 	if strings.Contains(r.Header.Get("Sec-Purpose"), "prefetch") || strings.EqualFold(r.Header.Get("Purpose"), "prefetch") {
 		return false
 	}
-	switch r.Header.Get("Sec-Fetch-Mode") {
-	case "no-cors":
-		return false
-	case "navigate":
-		switch r.Header.Get("Sec-Fetch-Dest") {
-		case "", "document":
-		default:
-			return false // iframe, frame, object, embed
-		}
-	}
-	return true
+	return r.Header.Get("Sec-Fetch-Mode") != "no-cors"
 }
 
 // confirmLogout shows the sign-out confirmation: a POST form with a CSRF
