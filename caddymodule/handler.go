@@ -33,6 +33,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if e != nil && e.s.Tenant() != "" {
 		if id := h.identity(r, e, now); id != nil {
+			if done, err := h.recheckAtK1(w, r, e, now); done {
+				return err
+			}
 			h.setIdentity(r, e, id)
 			return h.nextInjected(w, r, next, e)
 		}

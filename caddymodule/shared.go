@@ -39,6 +39,7 @@ type shared struct {
 	revoker     *revoker
 	signer      *assertionSigner
 	used        *usedStates
+	rechecks    *recheckQueue // recheck.go
 	logger      *zap.Logger
 	cancel      context.CancelFunc
 }
@@ -90,6 +91,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		revoker:     rvk,
 		signer:      signer,
 		used:        newUsedStates(store),
+		rechecks:    newRecheckQueue(bg, cfg),
 		logger:      logger,
 		cancel:      cancel,
 	}

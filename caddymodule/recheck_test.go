@@ -1,0 +1,133 @@
+package caddymodule_test
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/k1sso/k1sso/caddymodule"
+	"github.com/k1sso/k1sso/internal/k1devtest"
+	"github.com/k1sso/k1sso/internal/testenv"
+	"github.com/k1sso/k1sso/k1dev"
+)
+
+// identityAt is the X-BMS-User the upstream saw for a GET of path with c's
+// cookies ("" when the request did not reach it with an identity).
+func identityAt(t *testing.T, c *http.Client, base, path string) string {
+	t.Helper()
+	resp := get(t, testenv.NoRedirect(c.Jar), base+path)
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return ""
+	}
+	return testenv.DecodeSeen(t, resp).Header.Get("X-BMS-User")
+}
+
+// TestRecheckDisabledUser: a user disabled at K1 (no logout token reaches
+// the proxy) loses the session within the recheck interval; a user still
+// enabled keeps it.
+func TestRecheckDisabledUser(t *testing.T) {
+	w := newWorld(t, "recheck_interval 1s")
+	alice, _ := w.loginAs(t, "alice", "/.k1sso/login?rd=/x&tenant=acme")
+	bob, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
+	if identityAt(t, alice, w.px.URL, "/x") != "alice" || identityAt(t, bob, w.px.URL, "/x") != "bob" {
+		t.Fatal("no identity after login")
+	}
+	if err := w.k1.Server.DisableUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for identityAt(t, alice, w.px.URL, "/x") == "alice" {
+		if time.Since(start) > 4*time.Second {
+			t.Fatal("a user disabled at K1 still has the session 4s later with recheck_interval 1s")
+		}
+		if identityAt(t, bob, w.px.URL, "/x") != "bob" {
+			t.Fatal("an enabled user lost the session")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Bob stays through several more intervals (each a refresh grant).
+	for range 25 {
+		if identityAt(t, bob, w.px.URL, "/x") != "bob" {
+			t.Fatal("an enabled user lost the session at a recheck")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if cookieOf(alice, w.px.URL, "k1sso") != "" {
+		t.Fatal("the revoked session's cookie was not cleared")
+	}
+}
+
+// downable serves k1dev until it is down; then every connection is closed
+// without an answer, as a K1 that cannot be reached.
+type downable struct {
+	h    http.Handler
+	down atomic.Bool
+}
+
+func (d *downable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d.down.Load() {
+		if hj, ok := w.(http.Hijacker); ok {
+			if c, _, err := hj.Hijack(); err == nil {
+				c.Close()
+				return
+			}
+		}
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	d.h.ServeHTTP(w, r)
+}
+
+// TestRecheckK1Unreachable: while K1 cannot be reached, a session whose
+// recheck is due goes on (the metric counts it), and the recheck is retried:
+// once K1 is back, a user disabled meanwhile loses the session.
+func TestRecheckK1Unreachable(t *testing.T) {
+	caddymodule.SetRecheckRetry(t, 500*time.Millisecond)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := "http://" + l.Addr().String()
+	cfg := k1dev.DefaultConfig()
+	srv, err := k1dev.New(u, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1 := &downable{h: srv}
+	hs := &http.Server{Handler: k1, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(l) }()
+	t.Cleanup(func() { _ = hs.Close() })
+
+	w := &world{k1: &k1devtest.Instance{URL: u, Server: srv, Config: cfg}, up: testenv.NewUpstream(t)}
+	w.s = testenv.Site{K1: u, Upstream: w.up.URL, Users: testenv.DemoUsers(t), Options: []string{"recheck_interval 1s"}}
+	w.px = testenv.StartCaddy(t, w.s)
+	bob, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
+
+	k1.down.Store(true)
+	before := caddymodule.RecheckCount("k1_unreachable")
+	for range 30 {
+		if identityAt(t, bob, w.px.URL, "/x") != "bob" {
+			t.Fatal("the session ended while K1 was unreachable")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if caddymodule.RecheckCount("k1_unreachable") <= before {
+		t.Fatal("rechecks_total{outcome=\"k1_unreachable\"} did not count the failed recheck")
+	}
+
+	// K1 is back, and bob was disabled meanwhile: the retried recheck ends it.
+	if err := srv.DisableUser("bob"); err != nil {
+		t.Fatal(err)
+	}
+	k1.down.Store(false)
+	start := time.Now()
+	for identityAt(t, bob, w.px.URL, "/x") == "bob" {
+		if time.Since(start) > 4*time.Second {
+			t.Fatal("the recheck was not retried after K1 came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
