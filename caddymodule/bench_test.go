@@ -45,6 +45,7 @@ func benchHandler(b *testing.B) *Handler {
 	revs := newRevocationSet()
 	revs.synced(time.Now())
 	s := &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, revocations: revs, logger: zap.NewNop()}
+	s.running.Store(true) // what the k1sso app's Start does (app.go), without the store
 	return &Handler{cfg: cfg, shared: s, externalStr: "https://bms.example", logger: zap.NewNop()}
 }
 

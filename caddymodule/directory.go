@@ -38,6 +38,7 @@ func (a *account) hasRole(role string) bool { return slices.Contains(a.Roles, ro
 type dirData struct {
 	byEmail map[string][]*account // accounts of an email, in file order
 	gen     uint64                // changes on every successful reload
+	loaded  time.Time             // when the file was read (status, adminapi.go)
 }
 
 // directory maps K1 emails to BMS accounts from the users CSV and reloads it
@@ -69,8 +70,7 @@ func openDirectory(path string, logger *zap.Logger) (*directory, error) {
 	}
 	d.stat = fileStamp{st.ModTime(), st.Size()}
 	d.data.Store(data)
-	go d.watch()
-	return d, nil
+	return d, nil // watch starts with the pooled state (app.go)
 }
 
 func (d *directory) close() { d.once.Do(func() { close(d.stop) }) }
@@ -167,7 +167,7 @@ func parseUsers(r io.Reader, gen uint64) (*dirData, error) {
 			return nil, fmt.Errorf("line 1: header must be %s", strings.Join(usersHeader, ","))
 		}
 	}
-	data := &dirData{byEmail: map[string][]*account{}, gen: gen}
+	data := &dirData{byEmail: map[string][]*account{}, gen: gen, loaded: time.Now()}
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {

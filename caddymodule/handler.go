@@ -19,6 +19,9 @@ const prefix = "/.k1sso/"
 // sets the identity of a valid session for the rest of the route.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripIdentityHeaders(r.Header, h.Headers)
+	if err := h.shared.ready(); err != nil { // app.go
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
 	if strings.HasPrefix(r.URL.Path, prefix) {
 		return h.serveEndpoint(w, r)
 	}

@@ -85,7 +85,7 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 	}
 	// Keys that cannot be fetched are K1's outage, not a bad token.
 	if err := p.keys.ready(ctx); err != nil {
-		return nil, k1Unreachable()
+		return nil, withCause(k1Unreachable(), err) // diagnose.go
 	}
 	skew := h.clockSkew()
 	idt, err := p.verifierWithSkew(skew).Verify(ctx, raw)
@@ -94,7 +94,7 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 		if errors.As(err, &exp) {
 			return nil, bad("id_token_expired")
 		}
-		return nil, bad("id_token_invalid")
+		return nil, withCause(bad("id_token_invalid").(*loginFailure), err)
 	}
 	if _, err := exactClaims(idt.Claims, idTokenClaimNames); err != nil {
 		return nil, bad("id_token_claim_names")
@@ -123,7 +123,7 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 		ui, err := p.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 		if err != nil {
 			if ctx.Err() != nil || isNetError(err) {
-				return nil, k1Unreachable()
+				return nil, withCause(k1Unreachable(), err)
 			}
 			return nil, bad("userinfo_failed")
 		}

@@ -91,7 +91,9 @@ type k1Client struct {
 
 	mu       sync.Mutex
 	p        *k1Provider
-	failure  error // why the last discovery failed: errK1Unavailable or a misconfiguration
+	failure  error     // why the last discovery failed: errK1Unavailable or a misconfiguration
+	lastErr  error     // the network error behind errK1Unavailable (login logs, diagnose.go)
+	loadedAt time.Time // when p was discovered (status, adminapi.go)
 	nextTry  time.Time
 	backoff  time.Duration
 	inflight chan struct{}
@@ -217,10 +219,11 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 		k.failure = errK1Unavailable
 		k.backoff = min(max(k.backoff*2, minBackoff.get()), maxBackoff.get())
 		k.nextTry = time.Now().Add(k.backoff)
+		k.lastErr = err
 		k.logger.Warn("KaseyaOne discovery failed; will retry",
 			zap.String("issuer", k.issuer), zap.Duration("retry_in", k.backoff), zap.Error(err))
 	default:
-		k.p, k.failure = p, nil
+		k.p, k.failure, k.loadedAt = p, nil, time.Now()
 		k.backoff = 0
 		k.logger.Info("KaseyaOne discovery loaded", zap.String("issuer", k.issuer))
 	}

@@ -175,6 +175,7 @@ func discoveryFailure(err error) *loginFailure {
 	f := fail(http.StatusServiceUnavailable, mc.reason(), "KaseyaOne sign-in is misconfigured",
 		"Sign-in through KaseyaOne is not possible until an administrator corrects the KaseyaOne settings of this proxy.")
 	f.detail = mc.detail()
+	f.kind = problemConfig // diagnose.go
 	return f
 }
 
@@ -186,6 +187,8 @@ type loginFailure struct {
 	message string
 	detail  string // shown below the message
 	links   []pageLink
+	kind    string      // what kind of problem, for the page; "": from reason (diagnose.go)
+	log     []zap.Field // what K1 said or the network error; never a secret
 }
 
 func (f *loginFailure) Error() string { return f.reason }
@@ -207,7 +210,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			f = fail(http.StatusBadRequest, "internal", "Sign-in failed", "The sign-in could not be completed. Please try again.")
 			h.logger.Error("login failed", zap.Error(err))
 		}
-		fields := []zap.Field{zap.String("outcome", "failure"), zap.String("reason", f.reason)}
+		fields := append([]zap.Field{zap.String("outcome", "failure"), zap.String("reason", f.reason)}, f.log...)
 		if sess != nil {
 			fields = append(fields, zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
 		}
@@ -215,9 +218,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		h.metrics.login("failure", f.reason)
 		links := f.links
 		if links == nil {
-			links = []pageLink{{Href: prefix + "login", Text: "Sign in again"}}
+			links = []pageLink{signInAgain(st)} // diagnose.go
 		}
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail, Links: links})
+		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: problemDetail(f), Links: links})
 		return nil
 	}
 	// A sign-in for a purpose (the admin page) runs its own checks and
@@ -278,20 +281,20 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	}
 	p, err := h.shared.k1.get(r.Context())
 	if err != nil {
-		return nil, nil, discoveryFailure(err)
+		f := discoveryFailure(err)
+		if f.reason == "k1_unreachable" {
+			f.log = h.shared.k1.lastErrorFields() // diagnose.go
+		}
+		return nil, st, f
 	}
 	if f := checkResponseIss(p, q); f != nil {
-		return nil, nil, f
+		return nil, st, f
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			return nil, nil, fail(http.StatusBadRequest, "token_exchange_refused", "Sign-in failed", "KaseyaOne refused to complete the sign-in. Start a new sign-in.")
-		}
-		return nil, nil, fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne could not be reached to complete the sign-in.")
+		return nil, st, tokenFailure(err) // diagnose.go
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {

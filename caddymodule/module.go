@@ -178,6 +178,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.shared = val.(*shared)
+	if err := h.registerApp(ctx); err != nil { // app.go
+		return err
+	}
 	if err := h.provisionIntegration(); err != nil {
 		return err
 	}
@@ -215,10 +218,10 @@ func (h *Handler) buildConfig() (*config, error) {
 		return nil, fmt.Errorf("issuer: %q is not an http(s) URL", c.issuer)
 	}
 	if c.clientID == "" {
-		return nil, errors.New("client_id: required (is the environment variable set?)")
+		return nil, errors.New("client_id: required" + emptyHint(h.ClientID)) // diagnose.go
 	}
 	if c.clientSecret == "" {
-		return nil, errors.New("client_secret: required (is the environment variable set?)")
+		return nil, errors.New("client_secret: required" + emptyHint(h.ClientSecret))
 	}
 	if len(h.CookieSecrets) == 0 {
 		return nil, errors.New("cookie_secret: required")
@@ -226,7 +229,7 @@ func (h *Handler) buildConfig() (*config, error) {
 	for i, s := range h.CookieSecrets {
 		v := expand(s)
 		if len(v) < 32 {
-			return nil, fmt.Errorf("cookie_secret: secret #%d is %d bytes after expansion; need at least 32", i+1, len(v))
+			return nil, fmt.Errorf("cookie_secret: secret #%d is %d bytes after expansion; need at least 32%s", i+1, len(v), emptyHint(s))
 		}
 		c.cookieKeys = append(c.cookieKeys, []byte(v))
 	}

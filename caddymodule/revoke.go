@@ -30,12 +30,15 @@ type revocationSet struct {
 	ids  map[string]int64    // session ID → expires
 	sids map[string]int64    // K1 sid → expires
 	subs map[string][2]int64 // K1 sub → {issued at or before, expires}
+	// email → {issued at or before, expires}; from the admin API (adminapi.go)
+	emails map[string][2]int64
 
 	syncedAt atomic.Int64 // unix nanoseconds; every revocation stored before it is here
 }
 
 func newRevocationSet() *revocationSet {
-	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][2]int64{}}
+	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][2]int64{},
+		emails: map[string][2]int64{}}
 }
 
 func (s *revocationSet) add(rv revocation) {
@@ -52,6 +55,9 @@ func (s *revocationSet) add(rv revocation) {
 	case revokeSub:
 		old := s.subs[rv.Value]
 		s.subs[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
+	case revokeEmail:
+		old := s.emails[rv.Value]
+		s.emails[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
 	}
 }
 
@@ -86,6 +92,11 @@ func (s *revocationSet) matches(sess *cachedSession) bool {
 	if v, ok := s.subs[sess.Subject()]; ok && sess.Issued() <= v[0] {
 		return true
 	}
+	if len(s.emails) > 0 {
+		if v, ok := s.emails[sess.Email()]; ok && sess.Issued() <= v[0] {
+			return true
+		}
+	}
 	return false
 }
 
@@ -107,6 +118,11 @@ func (s *revocationSet) sweep(now time.Time) {
 	for k, v := range s.subs {
 		if t > v[1] {
 			delete(s.subs, k)
+		}
+	}
+	for k, v := range s.emails {
+		if t > v[1] {
+			delete(s.emails, k)
 		}
 	}
 }

@@ -2,7 +2,7 @@ package caddymodule
 
 import (
 	"context"
-	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +41,13 @@ type shared struct {
 	used        *usedStates
 	rechecks    *recheckQueue // recheck.go
 	logger      *zap.Logger
+	bg          context.Context // ends with Destruct
 	cancel      context.CancelFunc
+
+	// start (app.go) sets signer and startedAt, then running.
+	startMu   sync.Mutex
+	running   atomic.Bool
+	startedAt time.Time
 }
 
 func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Logger) (*shared, error) {
@@ -60,23 +66,10 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir.close()
 		return nil, err
 	}
-	// Without the store an instance can neither sign assertions with the
-	// shared key nor know the revocations, so it does not start.
-	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-	defer scancel()
-	signer, err := loadAssertionSigner(sctx, store)
-	if err != nil {
-		dir.close()
-		_ = store.Close()
-		return nil, fmt.Errorf("store: loading the assertion key: %w", err)
-	}
+	// Nothing here reads the store or reaches K1, and no goroutine starts:
+	// that waits for start (app.go), which Caddy runs only for a config it
+	// runs, not for one it only validates.
 	revs := newRevocationSet()
-	rvk := newRevoker(store, revs, cfg.lifetime, logger)
-	if err := rvk.load(sctx); err != nil {
-		dir.close()
-		_ = store.Close()
-		return nil, fmt.Errorf("store: loading revocations: %w", err)
-	}
 	// A background context: the pooled state outlives the caddy.Context of
 	// the config that created it.
 	bg, cancel := context.WithCancel(context.Background())
@@ -88,15 +81,13 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir:         dir,
 		store:       store,
 		revocations: revs,
-		revoker:     rvk,
-		signer:      signer,
+		revoker:     newRevoker(store, revs, cfg.lifetime, logger),
 		used:        newUsedStates(store),
 		rechecks:    newRecheckQueue(bg, cfg),
 		logger:      logger,
+		bg:          bg,
 		cancel:      cancel,
 	}
-	go s.k1.warm(bg)
-	go rvk.run(bg)
 	return s, nil
 }
 

@@ -58,6 +58,8 @@ const (
 	revokeID  = "id"  // one proxy session, by session ID
 	revokeSID = "sid" // every proxy session of one K1 session
 	revokeSub = "sub" // every proxy session of one K1 user issued up to Before
+	// every proxy session of one email issued up to Before (admin API)
+	revokeEmail = "email"
 )
 
 // revocation ends proxy sessions. It is kept until Expires, after which no
@@ -65,7 +67,7 @@ const (
 type revocation struct {
 	Kind    string `json:"k"`
 	Value   string `json:"v"`
-	Before  int64  `json:"b,omitempty"` // sub: sessions issued at or before (unix s)
+	Before  int64  `json:"b,omitempty"` // sub, email: sessions issued at or before (unix s)
 	Expires int64  `json:"x"`           // unix s
 }
 
@@ -75,14 +77,14 @@ type revocation struct {
 func (rv revocation) name() string {
 	sum := sha256.Sum256([]byte(rv.Value))
 	n := rv.Kind + "-" + hex.EncodeToString(sum[:16])
-	if rv.Kind == revokeSub {
+	if rv.Kind == revokeSub || rv.Kind == revokeEmail {
 		n += "-" + strconv.FormatInt(rv.Before, 10)
 	}
 	return n
 }
 
 func (rv revocation) valid() bool {
-	return (rv.Kind == revokeID || rv.Kind == revokeSID || rv.Kind == revokeSub) && rv.Value != "" && rv.Expires > 0
+	return (rv.Kind == revokeID || rv.Kind == revokeSID || rv.Kind == revokeSub || rv.Kind == revokeEmail) && rv.Value != "" && rv.Expires > 0
 }
 
 func parseRevocation(b []byte) (revocation, error) {
@@ -114,7 +116,7 @@ func (h *Handler) buildStoreConfig(expand func(string) string) (storeConfig, err
 	case "redis":
 		u := expand(h.RedisURL)
 		if u == "" {
-			return storeConfig{}, errors.New("store: redis needs a URL, like redis://127.0.0.1:6379/0")
+			return storeConfig{}, errors.New("store: redis needs a URL, like redis://127.0.0.1:6379/0" + emptyHint(h.RedisURL))
 		}
 		if _, err := parseRedisURL(u); err != nil {
 			return storeConfig{}, err
