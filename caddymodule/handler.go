@@ -72,6 +72,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return h.serveBackchannelLogout(w, r)
 	case "frontchannel-logout":
 		return h.serveFrontchannelLogout(w, r)
+	case "replay":
+		return h.serveReplay(w, r)
 	case "admin":
 		return h.serveAdmin(w, r)
 	}
@@ -109,6 +111,9 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 			reason = "session cookie invalid, expired or for another tenant"
 		}
 		ce.Write(zap.String("path", r.URL.Path), zap.String("reason", reason))
+	}
+	if done, err := h.keepForm(w, r, e); done {
+		return err
 	}
 	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
