@@ -209,9 +209,17 @@ func isOwnCookie(name string) bool {
 	return name == sessionCookie || strings.HasPrefix(name, sessionCookie+"-")
 }
 
+// dropOwnCookies removes k1sso's own cookies (session, chunks, login
+// states, admin nonce) from the request. ServeHTTP calls it once, right
+// after reading the session and before anything that may forward the
+// request or expand a placeholder, so neither the upstream nor
+// {http.request.cookie.*} / {http.request.header.Cookie} ever see them.
+func dropOwnCookies(r *http.Request) { dropCookies(r, nil) }
+
 // dropCookies removes from the request's Cookie header the cookies k1sso
-// owns and those extra reports, so the upstream never sees k1sso's session
-// or login tokens. Cookie lines that need no change are not rewritten.
+// owns and those extra reports (BMS's, when a revoked session is sent to
+// the login page). Cookie lines that need no change are not rewritten. The
+// Header map is changed in place: Caddy's replacer reads the same map.
 func dropCookies(r *http.Request, extra func(name string) bool) {
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
@@ -227,6 +235,9 @@ func dropCookies(r *http.Request, extra func(name string) bool) {
 		for part := range strings.SplitSeq(line, ";") {
 			part = strings.TrimSpace(part)
 			name, _, _ := strings.Cut(part, "=")
+			// "k1sso =v" is the cookie k1sso to net/http (and so to
+			// Caddy's placeholders and to Go upstreams): drop it too.
+			name = strings.TrimSpace(name)
 			if part == "" || isOwnCookie(name) || (extra != nil && extra(name)) {
 				continue
 			}

@@ -18,6 +18,10 @@ const prefix = "/.k1sso/"
 // ServeHTTP strips forged identity headers, serves /.k1sso/ endpoints, and
 // sets the identity of a valid session for the rest of the route.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Every decision below is on the path as it is forwarded.
+	if !canonicalPath(r.URL) {
+		return h.badPath(w, r)
+	}
 	stripIdentityHeaders(r.Header, h.Headers)
 	if err := h.shared.ready(); err != nil { // app.go
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
@@ -25,14 +29,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if strings.HasPrefix(r.URL.Path, prefix) {
 		return h.serveEndpoint(w, r)
 	}
+	if !h.stripIdentityTrailers(r) {
+		h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
+		return nil
+	}
 	now := time.Now()
 	secure := h.secure(r)
 	e := h.shared.lookupSession(r, secure, now)
-	if e != nil && h.revoked(e, now) {
+	revoked := e != nil && h.revoked(e, now)
+	var logout *session // the whole session (with its ID token) for logout
+	if e != nil && !revoked && h.isLogoutPath(r.URL.Path) {
+		if logout = h.shared.fullSession(r, secure); logout == nil {
+			logout = e.s.full()
+		}
+	}
+	sentCookie := e == nil && h.Enforce && cookieValue(r, cookieName(sessionCookie, secure)) != ""
+	// From here on the request is what the upstream may see: k1sso's
+	// cookies go before any placeholder (header option, later handlers)
+	// can be expanded.
+	dropOwnCookies(r)
+	if revoked {
 		return h.serveRevoked(w, r, next, e)
 	}
-	if handled, err := h.interceptLogout(w, r, next, e); handled {
-		return err
+	if logout != nil {
+		return h.interceptLogout(w, r, next, e, logout)
 	}
 	if e != nil && e.s.Tenant() != "" {
 		if id := h.identity(r, e, now); id != nil {
@@ -46,7 +66,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.Enforce || h.isPublic(r) {
 		return h.nextInjected(w, r, next, nil)
 	}
-	return h.requireLogin(w, r, e)
+	return h.requireLogin(w, r, e, sentCookie)
 }
 
 // serveEndpoint routes /.k1sso/ requests.
@@ -94,20 +114,22 @@ func (h *Handler) activeSession(r *http.Request) *sessionEntry {
 	return e
 }
 
-// isPublic reports whether a path never needs a session.
+// isPublic reports whether a path never needs a session: login_path and
+// the public patterns, compared case-sensitively with the canonical path
+// that is forwarded (matching less is the safe side here).
 func (h *Handler) isPublic(r *http.Request) bool {
-	return h.public.Match(r)
+	return r.URL.Path == h.cfg.loginPath || h.public.match(r)
 }
 
 // requireLogin answers a request that needs a session but has none:
 // browsers navigating are sent to K1 (or to the tenant picker), everything
-// else gets 401.
-func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessionEntry) error {
+// else gets 401. sentCookie tells the log whether a session cookie came.
+func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessionEntry, sentCookie bool) error {
 	if ce := h.logger.Check(zapcore.DebugLevel, "request needs a KaseyaOne session"); ce != nil {
 		reason := "no session cookie"
 		if e != nil {
 			reason = "session has no tenant yet"
-		} else if cookieValue(r, cookieName(sessionCookie, h.secure(r))) != "" {
+		} else if sentCookie {
 			reason = "session cookie invalid, expired or for another tenant"
 		}
 		ce.Write(zap.String("path", r.URL.Path), zap.String("reason", reason))

@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"time"
 
@@ -10,13 +12,17 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// The identity headers k1sso sets. Clients' copies are always deleted first.
+// The identity headers k1sso sets (X-K1-Email, X-K1-Subject, X-BMS-User,
+// X-BMS-Tenant, X-BMS-Roles, X-K1-Assertion), in canonical form: they are
+// stored under these keys, so Caddy's request_header, header_up,
+// {http.request.header.*} and the hop-by-hop rules find them as they find
+// any header. Clients' copies are always deleted first.
 const (
 	hdrEmail     = "X-K1-Email"
 	hdrSubject   = "X-K1-Subject"
-	hdrUser      = "X-BMS-User"
-	hdrTenant    = "X-BMS-Tenant"
-	hdrRoles     = "X-BMS-Roles"
+	hdrUser      = "X-Bms-User"
+	hdrTenant    = "X-Bms-Tenant"
+	hdrRoles     = "X-Bms-Roles"
 	hdrAssertion = "X-K1-Assertion"
 )
 
@@ -115,20 +121,105 @@ func (h *Handler) setIdentity(r *http.Request, e *sessionEntry, d *derived) {
 }
 
 // stripIdentityHeaders deletes every client copy of an identity header or
-// an operator-configured header, whatever its case and with '_' for '-'.
+// an operator-configured header, whatever its case and with '_' for '-',
+// and takes their names out of the client's Connection header, where they
+// would make the proxy delete the headers k1sso sets (hop-by-hop rules).
 func stripIdentityHeaders(hdr http.Header, extra map[string]string) {
 	for k := range hdr {
-		if isIdentityHeader(k) {
-			delete(hdr, k)
+		if k == "Connection" {
+			stripConnectionTokens(hdr, extra)
 			continue
 		}
-		for name := range extra {
-			if sameHeaderName(k, name) {
-				delete(hdr, k)
-				break
+		if isIdentityName(k, extra) {
+			delete(hdr, k)
+		}
+	}
+}
+
+// isIdentityName reports whether a header name is (a variant of) an
+// identity header or an operator-configured one.
+func isIdentityName(k string, extra map[string]string) bool {
+	if isIdentityHeader(k) {
+		return true
+	}
+	for name := range extra {
+		if sameHeaderName(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// stripConnectionTokens removes identity names from the Connection header.
+// Values without such a token (keep-alive, close) are left as they are.
+func stripConnectionTokens(hdr http.Header, extra map[string]string) {
+	vals := hdr["Connection"]
+	changed := false
+	for _, v := range vals {
+		for tok := range strings.SplitSeq(v, ",") {
+			if isIdentityName(textproto.TrimString(tok), extra) {
+				changed = true
 			}
 		}
 	}
+	if !changed {
+		return
+	}
+	var keep []string
+	for _, v := range vals {
+		for tok := range strings.SplitSeq(v, ",") {
+			if tok = textproto.TrimString(tok); tok != "" && !isIdentityName(tok, extra) {
+				keep = append(keep, tok)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(hdr, "Connection")
+		return
+	}
+	hdr["Connection"] = []string{strings.Join(keep, ", ")}
+}
+
+// stripIdentityTrailers keeps identity headers out of the request's
+// trailers, which Caddy forwards after the body. A declared identity
+// trailer (in the Trailer header) refuses the request (false). Undeclared
+// ones net/http adds to r.Trailer only when the body is read to its end, so
+// the body is wrapped to delete them at that moment, before anything after
+// k1sso copies the trailers.
+func (h *Handler) stripIdentityTrailers(r *http.Request) bool {
+	if r.Trailer == nil {
+		// No Trailer header: net/http puts trailers into a new map on its
+		// own copy of the request, which nothing after k1sso sees.
+		return true
+	}
+	for k := range r.Trailer {
+		if isIdentityName(k, h.Headers) {
+			return false
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, extra: h.Headers}
+	}
+	return true
+}
+
+// trailerGuard deletes identity trailers when the body reaches its end.
+type trailerGuard struct {
+	io.ReadCloser
+	trailer http.Header
+	extra   map[string]string
+}
+
+func (g *trailerGuard) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	if err == io.EOF {
+		for k := range g.trailer {
+			if isIdentityName(k, g.extra) {
+				delete(g.trailer, k)
+			}
+		}
+	}
+	return n, err
 }
 
 // isIdentityHeader reports whether a header name is (a variant of) one of

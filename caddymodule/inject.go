@@ -24,7 +24,6 @@ const (
 // nextInjected runs the rest of the route through the injecting writer (when
 // injection applies) and finishes the rewritten body afterwards.
 func (h *Handler) nextInjected(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry) error {
-	dropCookies(r, nil)
 	iw := h.wrapInject(w, r, e)
 	inj, ok := iw.(*injector)
 	if !ok {

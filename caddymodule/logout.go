@@ -62,8 +62,13 @@ type LogoutOptions struct {
 	// that carries a K1 session is a global logout: it reaches BMS first
 	// (BMS ends its own session), then the proxy ends its session, clears
 	// its cookie and `upstream_cookies`, and sends the browser to K1's
-	// end_session_endpoint. A request without a K1 session passes through
-	// untouched. Default: none (BMS's logout is not intercepted).
+	// end_session_endpoint. It is matched in any letter case, with or
+	// without a trailing `/` and for every path below it, as BMS's servers
+	// read those. A request another site started (Sec-Fetch-Site
+	// `cross-site` or `same-site`, or an Origin or Referer of another
+	// origin) gets a sign-out confirmation instead. A request without a K1
+	// session passes through untouched. Default: none (BMS's logout is not
+	// intercepted).
 	LogoutPath string `json:"logout_path,omitempty"`
 
 	// Names of BMS's own session cookies (e.g. `BMSSESSION`). They are
@@ -125,26 +130,23 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// interceptLogout handles BMS's logout_path; handled is false for every
-// other request, and for a logout without a K1 session (BMS's own session
-// ends as BMS decides).
-func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry) (handled bool, err error) {
-	if h.LogoutPath == "" || e == nil || r.URL.Path != h.LogoutPath {
-		return false, nil
+// interceptLogout turns a request to BMS's logout_path (see isLogoutPath)
+// that carries a K1 session into a global logout: BMS first, as the user,
+// then the proxy and K1 sessions end. A request another site started gets
+// the sign-out confirmation of /.k1sso/logout instead, and the session
+// stays. sess is the whole session, read before k1sso's cookies were
+// dropped from the request.
+func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry, sess *session) error {
+	if !h.sameOriginRequest(r) {
+		h.confirmLogout(w, r, sess, prefix+"logout?then=bms")
+		return nil
 	}
-	secure := h.secure(r)
-	sess := h.shared.fullSession(r, secure)
-	if sess == nil {
-		sess = e.s.full()
-	}
-	// BMS first, as the user, so it ends its own session.
 	if e.s.Tenant() != "" {
 		if id := h.identity(r, e, time.Now()); id != nil {
 			h.setIdentity(r, e, id)
 		}
 	}
 	cw := &captureWriter{hdr: http.Header{}}
-	dropCookies(r, nil)
 	if err := next.ServeHTTP(cw, r); err != nil {
 		// BMS unreachable must not keep the user signed in at the proxy
 		// and at K1.
@@ -154,12 +156,48 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 		w.Header().Add("Set-Cookie", c)
 	}
 	h.endSession(w, r, sess, "bms_logout")
-	return true, nil
+	return nil
+}
+
+// sameOriginRequest reports whether a request was started by this site or
+// by the user (a typed URL, a bookmark), not by another site. Browsers
+// that send Fetch Metadata are believed: only `same-origin` and `none`
+// count (`same-site` is a sibling subdomain, which may be anyone's). For
+// older browsers, an Origin or Referer header naming another origin means
+// another site; with neither (a typed URL, a client that is no browser)
+// the request counts as the user's own.
+func (h *Handler) sameOriginRequest(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "":
+	default:
+		return false
+	}
+	origin := h.base(r).String()
+	if o := r.Header.Get("Origin"); o != "" {
+		return o == origin
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		u, err := url.Parse(ref)
+		return err == nil && u.Scheme+"://"+u.Host == origin
+	}
+	return true
+}
+
+// confirmLogout shows the sign-out confirmation: a POST form with a CSRF
+// token, to action (/.k1sso/logout, with then=bms when it was asked for at
+// logout_path).
+func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request, sess *session, action string) {
+	h.page(w, r, http.StatusOK, pageData{Title: "Sign out?",
+		Message: "You are signed in as " + sess.Email + ". Signing out ends your BMS session and your KaseyaOne session.",
+		Confirm: &pageForm{Action: action, CSRF: h.csrfToken(sess.ID), Button: "Sign out"}})
 }
 
 // serveLogout is /.k1sso/logout: global logout without BMS. GET shows a
 // confirmation form (or logs out at once with a valid csrf_token), POST
-// with the form's CSRF token logs out. Without a proxy session the browser
+// with the form's CSRF token logs out (with then=bms: through logout_path,
+// so BMS's logout runs too). Without a proxy session the browser
 // goes straight to K1's end_session_endpoint, which ends its K1 session
 // (the "Sign out of KaseyaOne" link of the no-account page).
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
@@ -175,9 +213,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodGet, http.MethodHead:
 		token = r.URL.Query().Get("csrf_token")
 		if token == "" {
-			h.page(w, r, http.StatusOK, pageData{Title: "Sign out?",
-				Message: "You are signed in as " + sess.Email + ". Signing out ends your BMS session and your KaseyaOne session.",
-				Confirm: &pageForm{Action: prefix + "logout", CSRF: h.csrfToken(sess.ID), Button: "Sign out"}})
+			h.confirmLogout(w, r, sess, prefix+"logout")
 			return nil
 		}
 	case http.MethodPost:
@@ -191,6 +227,14 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if !h.validCSRF(sess.ID, token) {
 		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This sign-out form is no longer valid. Go back and try again.",
 			Links: []pageLink{{Href: prefix + "logout", Text: "Sign out"}}})
+		return nil
+	}
+	if r.URL.Query().Get("then") == "bms" && h.LogoutPath != "" {
+		// Confirmed after a cross-site request to logout_path: go there
+		// again, now from this origin, so BMS ends its own session too and
+		// interceptLogout ends the others.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, h.LogoutPath, http.StatusSeeOther)
 		return nil
 	}
 	h.endSession(w, r, sess, "k1sso_logout")

@@ -68,11 +68,16 @@ type Handler struct {
 	// identity, so BMS's own login keeps working).
 	Enforce bool `json:"enforce,omitempty"`
 
-	// Path patterns (Caddy path matcher syntax, e.g. `/static/*`) that never
-	// need a session. `login_path` is always public. Default: none.
+	// Path patterns that never need a session, in Caddy's path matcher
+	// syntax (exact, `/prefix*`, `*suffix`, `*middle*`, globs; `%` compares
+	// the escaped path), e.g. `/static/*`. Unlike Caddy's matcher they are
+	// compared case-sensitively with the path exactly as it is forwarded
+	// (a path not in canonical form, such as `/a/../b`, is refused first).
+	// `login_path` is always public. Default: none.
 	Public []string `json:"public,omitempty"`
 
-	// BMS's own login page. Always public. Default: `/login`.
+	// BMS's own login page, matched exactly (case-sensitively). Always
+	// public. Default: `/login`.
 	LoginPath string `json:"login_path,omitempty"`
 
 	// Where users land after login when no better target is known. Must be
@@ -124,7 +129,7 @@ type Handler struct {
 	externalStr string
 	shared      *shared
 	key         string
-	public      caddyhttp.MatchPath
+	public      pathMatcher // see path.go
 	logger      *zap.Logger
 	metrics     *metrics // see metrics.go
 }
@@ -165,8 +170,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if cfg.external != nil {
 		h.externalStr = cfg.external.String()
 	}
-	h.public = append(caddyhttp.MatchPath{cfg.loginPath}, h.Public...)
-	if err := h.public.Provision(ctx); err != nil {
+	if h.public, err = newPathMatcher(h.Public); err != nil {
 		return fmt.Errorf("public: %w", err)
 	}
 	h.key = poolKey(cfg, h.Users)

@@ -208,6 +208,8 @@ type Seen struct {
 	Method string
 	Path   string
 	Header http.Header
+	// Trailer holds the request trailers that arrived after the body.
+	Trailer http.Header `json:",omitempty"`
 }
 
 // Upstream is a recording upstream: it answers every request with the JSON
@@ -223,7 +225,9 @@ type Upstream struct {
 func NewUpstream(tb testing.TB) *Upstream {
 	u := &Upstream{}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := Seen{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone()}
+		// Trailers arrive only once the body is read to its end.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+		s := Seen{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Trailer: r.Trailer.Clone()}
 		u.mu.Lock()
 		u.all = append(u.all, s)
 		u.mu.Unlock()
