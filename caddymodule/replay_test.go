@@ -111,8 +111,7 @@ func replayForm(t *testing.T, page string) (string, string) {
 func TestReplayKeptForm(t *testing.T) {
 	w, up, c := formWorld(t)
 	form := url.Values{"subject": {"Printer on fire <now>"}, "body": {"Line one\r\nLine two & more"}, "tag": {"a", "b"}, "priority": {"high"}}
-	body := form.Encode()
-	resp := postForm(t, c, w.px.URL, "/tickets/new?queue=2", body, "Origin", w.px.URL, "Sec-Fetch-Site", "same-origin")
+	resp := postForm(t, c, w.px.URL, "/tickets/new?queue=2", form.Encode(), "Origin", w.px.URL, "Sec-Fetch-Site", "same-origin")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/.k1sso/login?rd=%2F.k1sso%2Freplay") {
 		t.Fatalf("form without a session: %d %q, want 303 to the login", resp.StatusCode, resp.Header.Get("Location"))
@@ -203,4 +202,3 @@ func TestReplayRefused(t *testing.T) {
 		t.Fatal("a post without a session reached BMS")
 	}
 }
-
