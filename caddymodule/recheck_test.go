@@ -3,6 +3,8 @@ package caddymodule_test
 import (
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,5 +131,60 @@ func TestRecheckK1Unreachable(t *testing.T) {
 			t.Fatal("the recheck was not retried after K1 came back")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRecheckThroughK1: a session without a usable K1 token (here: from
+// before rechecks were turned on) is rechecked at its next navigation
+// through K1 with prompt=none: invisible while the K1 session lives, the
+// end of the proxy session when it does not. API calls are never sent to K1.
+func TestRecheckThroughK1(t *testing.T) {
+	w := newWorld(t, "recheck_interval off")
+	bob, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
+	alice, _ := w.loginAs(t, "alice", "/.k1sso/login?rd=/x&tenant=acme")
+	w.s.Options = []string{"recheck_interval 1s"}
+	w.reload(t)
+	time.Sleep(1100 * time.Millisecond)
+	page := []string{"Accept", "text/html"}
+	for _, c := range []*http.Client{bob, alice} {
+		get(t, c, w.px.URL+"/x", page...).Body.Close() // due: the background finds no token
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	// An API call goes on with the identity.
+	resp := get(t, testenv.NoRedirect(bob.Jar), w.px.URL+"/api", "Accept", "application/json")
+	if s := testenv.DecodeSeen(t, resp); s.Header.Get("X-BMS-User") != "bob" {
+		t.Fatal("an API call of a session due for a recheck at K1 lost the identity")
+	}
+	// A navigation goes through K1 with prompt=none and comes back signed in.
+	resp = get(t, testenv.NoRedirect(bob.Jar), w.px.URL+"/x", page...)
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), w.k1.URL) || loc.Query().Get("prompt") != "none" {
+		t.Fatalf("navigation due for a recheck: %d %q, want K1 with prompt=none", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = get(t, bob, loc.String())
+	if s := testenv.DecodeSeen(t, resp); s.Path != "/x" || s.Header.Get("X-BMS-User") != "bob" {
+		t.Fatalf("after the silent recheck: %s as %q", s.Path, s.Header.Get("X-BMS-User"))
+	}
+
+	// Alice's K1 session ended without a logout token: login_required ends
+	// the proxy session, and the browser is asked to sign in at K1.
+	old := cookieOf(alice, w.px.URL, "k1sso")
+	if err := w.k1.Server.DisableUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.k1.Server.EnableUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	resp = get(t, alice, w.px.URL+"/x", page...)
+	b := body(t, resp)
+	if resp.Request.URL.Host != strings.TrimPrefix(w.k1.URL, "http://") || resp.Request.URL.Path != "/login" {
+		t.Fatalf("after login_required: %d at %s, want K1's login page: %.200s", resp.StatusCode, resp.Request.URL, b)
+	}
+	resp = withCookie(t, w.px.URL, "/x", old)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/login" {
+		t.Fatalf("the old session after login_required: %d %q, want it revoked", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
