@@ -15,14 +15,16 @@ all: build
 demo:
 	$(GO) run ./cmd/demo
 
-## deps: install the missing system packages (chromium, redis-server, wrk, ca-certificates)
+## deps: install the missing system packages (chromium, redis-server, wrk, ca-certificates, gcc)
 deps:
 	scripts/deps.sh
 
-## test: deps, go vet and every test (browser and redis tests included)
+## test: deps, go vet and every test (browser, redis and interop tests included)
+# ./interop/ first: its Hydra build (minutes when cold, cached afterwards) then
+# runs alongside the other packages' tests instead of after them.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m ./interop/ ./...
 
 vet:
 	$(GO) vet ./...

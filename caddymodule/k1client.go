@@ -114,19 +114,21 @@ type k1Provider struct {
 // verifierWithSkew returns the verifier of ID tokens whose exp check allows
 // skew: go-oidc has no leeway for exp, so its clock is set back by skew.
 func (p *k1Provider) verifierWithSkew(skew time.Duration) *oidc.IDTokenVerifier {
-	return p.newVerifier(p.keys.idTokens, skew)
+	return p.newVerifier(p.keys.idTokens, skew, false)
 }
 
-// logoutVerifier is verifierWithSkew for back-channel logout tokens: the
-// same checks, but unknown kids in them draw on their own refetch budget.
+// logoutVerifier checks the signature, iss and aud of back-channel logout
+// tokens; unknown kids in them draw on their own refetch budget. Their
+// times are checked by verifyLogoutToken, because exp may be absent.
 func (p *k1Provider) logoutVerifier(skew time.Duration) *oidc.IDTokenVerifier {
-	return p.newVerifier(p.keys.logoutTokens, skew)
+	return p.newVerifier(p.keys.logoutTokens, skew, true)
 }
 
-func (p *k1Provider) newVerifier(keys oidc.KeySet, skew time.Duration) *oidc.IDTokenVerifier {
+func (p *k1Provider) newVerifier(keys oidc.KeySet, skew time.Duration, skipExpiry bool) *oidc.IDTokenVerifier {
 	return oidc.NewVerifier(p.issuer, keys, &oidc.Config{
 		ClientID:             p.clientID,
 		SupportedSigningAlgs: p.algs,
+		SkipExpiryCheck:      skipExpiry,
 		Now:                  func() time.Time { return time.Now().Add(-skew) },
 	})
 }
@@ -196,7 +198,7 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 	k.inflight = ch
 	k.mu.Unlock()
 
-	p, err := k.discover()
+	p, err := k.discover(ctx)
 
 	k.mu.Lock()
 	k.inflight = nil
@@ -236,8 +238,10 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 	return p, nil
 }
 
-func (k *k1Client) discover() (*k1Provider, error) {
-	ctx, cancel := context.WithTimeout(k.ctx, k1Timeout)
+// discover fetches discovery under the client's own context (which must
+// outlive the request), traced as part of the request that needed it.
+func (k *k1Client) discover(caller context.Context) (*k1Provider, error) {
+	ctx, cancel := context.WithTimeout(withSpanOf(k.ctx, caller), k1Timeout)
 	defer cancel()
 	prov, err := oidc.NewProvider(ctx, k.issuer)
 	var mismatch *oidc.IssuerMismatchError

@@ -85,9 +85,13 @@ type LogoutOptions struct {
 	Store string `json:"store,omitempty"`
 
 	// The Redis URL when store is `redis`: `redis://[user:password@]host:port/db`
-	// or `rediss://` for TLS. Placeholders such as `{env.K1SSO_REDIS_URL}`
-	// are expanded at provision time, so the adapted JSON keeps the
-	// placeholder, not the password. Default: none (required with `redis`).
+	// for one server, with `?master_name=NAME&addr=host:port...` for
+	// Sentinel (the host and each addr are sentinels), with
+	// `?addr=host:port...` (or `?cluster=true`) for a Cluster; `rediss://`
+	// for TLS (forms in docs/store.md). Placeholders such as
+	// `{env.K1SSO_REDIS_URL}` are expanded at provision time, so the adapted
+	// JSON keeps the placeholder, not the password. Default: none (required
+	// with `redis`).
 	RedisURL string `json:"redis_url,omitempty"`
 }
 
@@ -322,22 +326,11 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout)
 	defer cancel()
-	// go-oidc checks the signature (K1's keys, discovery's algorithms), iss,
-	// aud, exp, jti present, the events member, sub or sid, and no nonce;
-	// checkLogoutClaims holds the claim names to their exact spelling.
-	lt, err := p.logoutVerifier(h.clockSkew()).VerifyLogout(ctx, raw)
-	if err == nil {
-		err = checkLogoutClaims(lt)
-	}
+	now := time.Now()
+	lt, err := p.verifyLogoutToken(ctx, raw, h.clockSkew(), now)
 	if err != nil {
 		h.logger.Info("back-channel logout refused", zap.Error(err))
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token is not valid")
-		return nil
-	}
-	now := time.Now()
-	if lt.IssuedAt.IsZero() || lt.IssuedAt.After(now.Add(h.clockSkew())) {
-		h.logger.Info("back-channel logout refused", zap.String("reason", "iat missing or in the future"))
-		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token's iat is missing or in the future")
 		return nil
 	}
 	if !validHeaderValue(lt.SessionID) || !validHeaderValue(lt.Subject) {

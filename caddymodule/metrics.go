@@ -213,8 +213,8 @@ func (m *metrics) k1Request(endpoint string, d time.Duration) {
 }
 
 // k1Transport times every request of the K1 client (discovery, token
-// exchange, JWKS, userinfo) for k1_request_duration_seconds, and counts JWKS
-// fetches. It sees every call wherever it is made (go-oidc, oauth2, the key
+// exchange, JWKS, userinfo) for k1_request_duration_seconds, counts JWKS
+// fetches, and traces each call as a child of a traced request. It sees every call wherever it is made (go-oidc, oauth2, the key
 // set), which is why it sits in the client rather than at each caller.
 type k1Transport struct {
 	base http.RoundTripper // nil: http.DefaultTransport
@@ -226,9 +226,12 @@ func (t k1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	endpoint := k1Endpoint(r.URL.Path)
+	r, span := startK1Span(r, endpoint) // tracing.go
 	start := time.Now()
 	resp, err := base.RoundTrip(r)
-	k1ssoMetrics.k1Request(k1Endpoint(r.URL.Path), time.Since(start))
+	k1ssoMetrics.k1Request(endpoint, time.Since(start))
+	endK1Span(span, resp, err)
 	return resp, err
 }
 

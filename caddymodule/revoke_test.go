@@ -157,6 +157,13 @@ func TestBackchannelLogoutTokenChecks(t *testing.T) {
 	if status, hdr, _ := postLogout(t, px.URL, valid); status != http.StatusOK || hdr.Get("Cache-Control") != "no-store" {
 		t.Fatalf("valid logout token: %d, Cache-Control %q", status, hdr.Get("Cache-Control"))
 	}
+	// Ory Hydra v2.3.0 sends no exp (written to Back-Channel Logout 1.0
+	// before its errata made exp required): a recent iat is enough.
+	noExp := op.claims()
+	delete(noExp, "exp")
+	if status, _, body := postLogout(t, px.URL, op.sign(t, noExp, nil)); status != http.StatusOK {
+		t.Fatalf("logout token without exp, iat now: %d %v, want 200", status, body)
+	}
 	cases := []struct {
 		name  string
 		edit  func(map[string]any)
@@ -181,6 +188,13 @@ func TestBackchannelLogoutTokenChecks(t *testing.T) {
 		{name: "iat far future", edit: func(c map[string]any) { c["iat"] = time.Now().Add(time.Hour).Unix() }},
 		{name: "iat missing", edit: func(c map[string]any) { delete(c, "iat") }},
 		{name: "expired", edit: func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }},
+		{name: "no exp, iat older than the window", edit: func(c map[string]any) {
+			delete(c, "exp")
+			c["iat"] = time.Now().Add(-10 * time.Minute).Unix() // window 2m + clock skew 2m
+		}},
+		{name: "EXP for exp", edit: func(c map[string]any) { c["EXP"] = c["exp"]; delete(c, "exp") }},
+		{name: "exp not a number", edit: func(c map[string]any) { c["exp"] = "tomorrow" }},
+		{name: "nbf in the future", edit: func(c map[string]any) { c["nbf"] = time.Now().Add(time.Hour).Unix() }},
 		{name: "jti missing", edit: func(c map[string]any) { delete(c, "jti") }},
 		{name: "replayed jti", token: valid},
 		{name: "not a JWT", token: "not.a.jwt"},

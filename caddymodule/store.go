@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -317,16 +316,6 @@ func unwrapExpiry(b []byte, now time.Time) ([]byte, bool) {
 		return nil, false
 	}
 	return b[8:], true
-}
-
-// redactedURL names a store URL without its password, for errors.
-func redactedURL(u string) string {
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "***@" + u[i+1:]
-		}
-	}
-	return u
 }
 
 // Interface guards

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -48,35 +51,102 @@ func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 // redisStore keeps entries in Redis: plain keys with a TTL, SET NX for
 // PutIfAbsent, and pub/sub to push revocations. go-redis reconnects on its
 // own; Watch subscribes again and reloads every revocation after a lost
-// connection, since messages published meanwhile are gone.
+// connection, since messages published meanwhile are gone. The client is
+// one server, a Sentinel-managed master or a Cluster (see parseRedisURL).
 type redisStore struct {
-	c      *redis.Client
-	logger *zap.Logger
+	c redis.UniversalClient
+	// waitReplica: with Sentinel, a revocation counts as stored only once
+	// a replica has it, so a failover right after it cannot lose it.
+	waitReplica bool
+	logger      *zap.Logger
 }
 
-func parseRedisURL(u string) (*redis.Options, error) {
-	opt, err := redis.ParseURL(u)
-	if err != nil {
-		// The error of ParseURL may quote the URL: name it without password.
-		return nil, fmt.Errorf("store: %s is not a redis:// or rediss:// URL", redactedURL(u))
+// redisConfig is a parsed redis URL: exactly one of its fields is set.
+type redisConfig struct {
+	single   *redis.Options
+	failover *redis.FailoverOptions
+	cluster  *redis.ClusterOptions
+}
+
+// parseRedisURL reads the three forms of the store URL:
+//
+//	redis://[user:password@]host:port/db                       one server
+//	redis://[user:password@]host:port/db?master_name=NAME&addr=host:port...
+//	                                                           Sentinel: the host and each addr are sentinels
+//	redis://[user:password@]host:port?addr=host:port...        Cluster: seed nodes (or ?cluster=true with one)
+//
+// rediss:// is the same over TLS. It never connects. Errors name the
+// store option and never quote the URL, which may hold a password.
+func parseRedisURL(raw string) (redisConfig, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" || u.Opaque != "" {
+		return redisConfig{}, errors.New("store: the redis URL must be redis://host:port/db or rediss://host:port/db")
 	}
-	return opt, nil
+	q := u.Query()
+	wrap := func(err error) error {
+		return fmt.Errorf("store: redis URL: %s", strings.TrimPrefix(err.Error(), "redis: "))
+	}
+	var rc redisConfig
+	switch {
+	case q.Has("master_name"):
+		if q.Get("master_name") == "" {
+			return rc, errors.New("store: redis URL: master_name is empty")
+		}
+		if q.Has("cluster") {
+			return rc, errors.New("store: redis URL: master_name (Sentinel) and cluster exclude each other")
+		}
+		if rc.failover, err = redis.ParseFailoverURL(raw); err != nil {
+			return rc, wrap(err)
+		}
+	case q.Has("cluster") || q.Has("addr"):
+		if c := q.Get("cluster"); q.Has("cluster") && c != "true" {
+			return rc, fmt.Errorf("store: redis URL: cluster must be true, not %q", c)
+		}
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+			return rc, errors.New("store: redis URL: a Redis Cluster has only database 0")
+		}
+		q.Del("cluster")
+		u.RawQuery, u.Path = q.Encode(), ""
+		if rc.cluster, err = redis.ParseClusterURL(u.String()); err != nil {
+			return rc, wrap(err)
+		}
+	default:
+		if rc.single, err = redis.ParseURL(raw); err != nil {
+			return rc, wrap(err)
+		}
+	}
+	return rc, nil
 }
 
 func newRedisStore(u string, logger *zap.Logger) (*redisStore, error) {
-	opt, err := parseRedisURL(u)
+	rc, err := parseRedisURL(u)
 	if err != nil {
 		return nil, err
 	}
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = redisTimeout
-	opt.WriteTimeout = redisTimeout
-	opt.MaxRetries = 1
-	opt.DisableIdentity = true
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &redisStore{c: redis.NewClient(opt), logger: logger}, nil
+	s := &redisStore{logger: logger}
+	// Short timeouts and one retry: a store that is down must be noticed
+	// within the store grace, not after go-redis's defaults.
+	switch {
+	case rc.failover != nil:
+		o := rc.failover
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, redisTimeout, redisTimeout
+		o.MaxRetries, o.DisableIdentity = 1, true
+		s.c, s.waitReplica = redis.NewFailoverClient(o), true
+	case rc.cluster != nil:
+		o := rc.cluster
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, redisTimeout, redisTimeout
+		o.MaxRetries, o.DisableIdentity = 1, true
+		s.c = redis.NewClusterClient(o)
+	default:
+		o := rc.single
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, redisTimeout, redisTimeout
+		o.MaxRetries, o.DisableIdentity = 1, true
+		s.c = redis.NewClient(o)
+	}
+	return s, nil
 }
 
 func (s *redisStore) Get(ctx context.Context, key string) ([]byte, error) {
@@ -102,48 +172,114 @@ func (s *redisStore) Revoke(ctx context.Context, rv revocation) error {
 	}
 	// The key first: an instance that (re)subscribes and then lists keys
 	// cannot miss a revocation whose message came before its subscription.
-	if err := s.c.Set(ctx, redisPrefix+"revoked:"+rv.name(), b, ttl).Err(); err != nil {
+	key := redisPrefix + "revoked:" + rv.name()
+	if !s.waitReplica {
+		if err := s.c.Set(ctx, key, b, ttl).Err(); err != nil {
+			return err
+		}
+		return s.c.Publish(ctx, redisChannel, b).Err()
+	}
+	return s.revokeReplicated(ctx, key, b, ttl)
+}
+
+// revokeReplicated stores a revocation on a Sentinel-managed master and,
+// while the master has a replica connected, waits until one has it, so a
+// failover right after cannot lose it. WAIT counts the replicas that have
+// this connection's writes, so SET, ROLE and WAIT share one connection.
+// Without a connected replica (e.g. after a failover, until the old master
+// is back as a replica) there is nothing to wait for.
+func (s *redisStore) revokeReplicated(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+	cn := s.c.(*redis.Client).Conn()
+	defer cn.Close()
+	if err := cn.Set(ctx, key, b, ttl).Err(); err != nil {
 		return err
 	}
-	return s.c.Publish(ctx, redisChannel, b).Err()
+	role, err := cn.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return err
+	}
+	var waitErr error
+	if len(role) >= 3 {
+		if replicas, _ := role[2].([]any); len(replicas) > 0 {
+			n, err := cn.Do(ctx, "WAIT", 1, redisReplicaWait.Milliseconds()).Int64()
+			if err != nil {
+				return err
+			}
+			if n < 1 {
+				// Stored and pushed below, but a failover now could
+				// lose it: the revoker keeps it and stores it again.
+				waitErr = errors.New("no replica confirmed the revocation")
+			}
+		}
+	}
+	if err := s.c.Publish(ctx, redisChannel, b).Err(); err != nil {
+		return err
+	}
+	return waitErr
+}
+
+// redisReplicaWait bounds how long a revocation waits for a replica (with
+// Sentinel); a replica on the same network answers in milliseconds.
+const redisReplicaWait = 500 * time.Millisecond
+
+// eachShard calls fn with every master of a Cluster, or with the one
+// client otherwise: a key scan on a Cluster must visit every master.
+func (s *redisStore) eachShard(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return fn(ctx, c) })
+	}
+	return fn(ctx, s.c)
 }
 
 func (s *redisStore) Revocations(ctx context.Context) ([]revocation, error) {
+	var mu sync.Mutex
 	var out []revocation
-	iter := s.c.Scan(ctx, 0, redisPrefix+"revoked:*", 500).Iterator()
-	var keys []string
-	flush := func() error {
-		if len(keys) == 0 {
+	err := s.eachShard(ctx, func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, redisPrefix+"revoked:*", 500).Iterator()
+		var keys []string
+		flush := func() error {
+			if len(keys) == 0 {
+				return nil
+			}
+			// GETs in a pipeline, not MGET: on a Cluster the keys of one
+			// master are in different hash slots.
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.Get(ctx, k)
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, cmd := range cmds {
+				b, err := cmd.(*redis.StringCmd).Bytes()
+				if err != nil {
+					continue // expired between SCAN and GET
+				}
+				if rv, err := parseRevocation(b); err == nil {
+					out = append(out, rv)
+				}
+			}
+			keys = keys[:0]
 			return nil
 		}
-		vals, err := s.c.MGet(ctx, keys...).Result()
-		if err != nil {
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+			if len(keys) == 500 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
 			return err
 		}
-		for _, v := range vals {
-			str, ok := v.(string)
-			if !ok {
-				continue // expired between SCAN and MGET
-			}
-			if rv, err := parseRevocation([]byte(str)); err == nil {
-				out = append(out, rv)
-			}
-		}
-		keys = keys[:0]
-		return nil
-	}
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
+		return flush()
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -242,3 +378,27 @@ func (s *redisStore) Close() error { return s.c.Close() }
 
 // Interface guards
 var _ Store = (*redisStore)(nil)
+
+// redactedURL names a store URL without its passwords (the one in front
+// of the host and a password parameter, as in a Sentinel URL), for
+// messages.
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	hadUser := u.User != nil
+	u.User = nil
+	parts := strings.Split(u.RawQuery, "&")
+	for i, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		if strings.Contains(strings.ToLower(k), "password") {
+			parts[i] = k + "=***"
+		}
+	}
+	u.RawQuery = strings.Join(parts, "&")
+	if hadUser {
+		return strings.Replace(u.String(), "://", "://***@", 1)
+	}
+	return u.String()
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh installs the system packages the tests need, and only those that are
 # missing: chromium (browser tests through chromedp), redis-server (the
-# multi-instance store), wrk (benchmarks) and ca-certificates.
+# multi-instance store), wrk (benchmarks), ca-certificates, and a C compiler
+# (the interop tests build Ory Hydra with SQLite, which needs cgo).
 #
 # Idempotent: when everything is present it changes nothing. Uses apt-get
 # (after apt-get update); runs as root, or through sudo when available.
@@ -33,15 +34,21 @@ if installed chromium || have_any chromium chromium-browser google-chrome google
 else
 	missing+=(chromium)
 fi
-if installed redis-server || have_any redis-server; then
-	log "redis-server: present"
+# redis-cli (redis-tools) creates the test cluster.
+if { installed redis-server || have_any redis-server; } && have_any redis-cli; then
+	log "redis-server, redis-cli: present"
 else
-	missing+=(redis-server)
+	missing+=(redis-server redis-tools)
 fi
 if installed wrk || have_any wrk; then
 	log "wrk: present"
 else
 	missing+=(wrk)
+fi
+if have_any gcc cc && { installed libc6-dev || [ -e /usr/include/stdio.h ]; }; then
+	log "C compiler: present"
+else
+	missing+=(gcc libc6-dev)
 fi
 if installed ca-certificates || [ -s /etc/ssl/certs/ca-certificates.crt ]; then
 	log "ca-certificates: present"
