@@ -65,11 +65,15 @@ func TestRecheckDisabledUser(t *testing.T) {
 // downable serves k1dev until it is down; then every connection is closed
 // without an answer, as a K1 that cannot be reached.
 type downable struct {
-	h    http.Handler
-	down atomic.Bool
+	h      http.Handler
+	down   atomic.Bool
+	tokens atomic.Int64 // requests to the token endpoint
 }
 
 func (d *downable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/oauth/token" {
+		d.tokens.Add(1)
+	}
 	if d.down.Load() {
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {
@@ -108,6 +112,18 @@ func TestRecheckK1Unreachable(t *testing.T) {
 	w.px = testenv.StartCaddy(t, w.s)
 	bob, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
 
+	// Up: one refresh grant per interval, however many requests.
+	start := k1.tokens.Load()
+	for range 25 {
+		if identityAt(t, bob, w.px.URL, "/x") != "bob" {
+			t.Fatal("the session ended at a recheck")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := k1.tokens.Load() - start; n < 1 || n > 3 {
+		t.Fatalf("%d refresh grants in 2.5s of requests every 100ms with recheck_interval 1s, want 1 to 3", n)
+	}
+
 	k1.down.Store(true)
 	before := caddymodule.RecheckCount("k1_unreachable")
 	for range 30 {
@@ -125,9 +141,9 @@ func TestRecheckK1Unreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	k1.down.Store(false)
-	start := time.Now()
+	began := time.Now()
 	for identityAt(t, bob, w.px.URL, "/x") == "bob" {
-		if time.Since(start) > 4*time.Second {
+		if time.Since(began) > 4*time.Second {
 			t.Fatal("the recheck was not retried after K1 came back")
 		}
 		time.Sleep(100 * time.Millisecond)
