@@ -247,6 +247,14 @@ func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *session
 	if !h.recheckDue(e, now) || !isNavigation(r) {
 		return false, nil
 	}
+	// While K1 is unreachable the session goes on: a trip to K1 would end
+	// on a browser error page.
+	if h.shared.rechecks.failing.Load() {
+		return false, nil
+	}
+	if _, err := h.shared.k1.get(r.Context()); err != nil {
+		return false, nil
+	}
 	rd := r.URL.RequestURI()
 	if !isLocalPath(rd) {
 		rd = h.cfg.landingPage
