@@ -121,8 +121,8 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	resp := RevokeResponse{Kind: kind}
 	for _, s := range states {
 		rv := revocation{Kind: kind, Value: value,
-			// No session issued before now outlives the session lifetime.
-			Expires: now.Add(s.cfg.lifetime + time.Minute).Unix()}
+			// As long as any session it matches (revoke.go).
+			Expires: s.revocationUntil(r.Context(), kind, value, now)}
 		if kind != revokeSID {
 			rv.Before = now.Unix()
 		}

@@ -255,7 +255,8 @@ func (c *checker) checkClient(ctx context.Context, cfg *config, d *discoveryDoc,
 
 // checkStore writes and reads a probe key.
 func (c *checker) checkStore(ctx context.Context, sc storeConfig, storage certmagic.Storage) {
-	st, err := openStore(sc, storage, zap.NewNop())
+	// A namespace of its own: the probe touches no deployment's keys.
+	st, err := openStore(sc, "check", storage, zap.NewNop())
 	if err != nil {
 		c.line("FAIL", "store", "%v", err)
 		return
@@ -276,8 +277,8 @@ func (c *checker) checkStore(ctx context.Context, sc storeConfig, storage certma
 		c.line("FAIL", "store", "%s: reading: %v", name, err)
 		return
 	}
-	if sc.kind == "caddy" {
-		_ = storage.Delete(ctx, storageKey(key)) // Redis drops it itself after a minute
+	if cs, ok := st.(*caddyStore); ok {
+		_ = storage.Delete(ctx, cs.storageKey(key)) // Redis drops it itself after a minute
 	}
 	c.line("ok", "store", "%s answers", name)
 }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -33,7 +32,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
 		return nil
 	}
-	now := time.Now()
+	now := clockNow()
 	secure := h.secure(r)
 	e := h.shared.lookupSession(r, secure, now)
 	revoked := e != nil && h.revoked(e, now)
@@ -106,7 +105,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 // directory. Shortcuts that skip K1 use it, so a session that lost its
 // identity cannot bounce between login and target forever.
 func (h *Handler) activeSession(r *http.Request) *sessionEntry {
-	now := time.Now()
+	now := clockNow()
 	e := h.shared.lookupSession(r, h.secure(r), now)
 	if e == nil || e.s.Tenant() == "" || h.revoked(e, now) || h.identity(r, e, now) == nil {
 		return nil

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +16,9 @@ import (
 	"time"
 	"weak"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -64,7 +68,20 @@ type integrationState struct {
 	stored bool
 }
 
-func integrationKey(tenant string) string { return "integration/" + tenant }
+// integrationKey is where a tenant's switch lives in the store. Tenant ids
+// of the users file may hold any character; those that are not plain names
+// (validTenantID) are hashed, with a "~" that no plain name has.
+func integrationKey(tenant string) string {
+	if validTenantID(tenant) {
+		return "integration/" + tenant
+	}
+	sum := sha256.Sum256([]byte(tenant))
+	return "integration/~" + hex.EncodeToString(sum[:16])
+}
+
+// integrationCacheSize bounds the integration cache; only tenants of the
+// users file enter it.
+const integrationCacheSize = 4096
 
 // provisionIntegration checks integration_default.
 func (h *Handler) provisionIntegration() error {
@@ -84,10 +101,11 @@ func (h *Handler) defaultIntegration() integrationState {
 // state (and so per store), so two sites with different stores never see
 // each other's switches.
 type integrationCache struct {
-	store   Store
-	mu      sync.Mutex // guards entries
-	fetchMu sync.Mutex // one store read at a time: a burst of misses reads once
-	entries map[string]integrationEntry
+	store Store
+	// fetch makes a burst of misses for one tenant read the store once;
+	// other tenants do not wait for it.
+	fetch   singleflight.Group
+	entries *lru.Cache[string, integrationEntry]
 }
 
 type integrationEntry struct {
@@ -104,7 +122,8 @@ func (h *Handler) integrations() *integrationCache {
 	if c, ok := integrationCaches.Load(wp); ok {
 		return c.(*integrationCache)
 	}
-	c, loaded := integrationCaches.LoadOrStore(wp, &integrationCache{store: h.shared.store, entries: map[string]integrationEntry{}})
+	entries, _ := lru.New[string, integrationEntry](integrationCacheSize)
+	c, loaded := integrationCaches.LoadOrStore(wp, &integrationCache{store: h.shared.store, entries: entries})
 	if !loaded {
 		runtime.AddCleanup(h.shared, func(wp weak.Pointer[shared]) { integrationCaches.Delete(wp) }, wp)
 	}
@@ -118,26 +137,32 @@ func (h *Handler) integrations() *integrationCache {
 func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (integrationState, error) {
 	c := h.integrations()
 	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[tenant]
-	c.mu.Unlock()
+	e, ok := c.entries.Get(tenant)
 	if ok && !fresh && now.Sub(e.fetched) < integrationTTL {
 		return e.st, nil
 	}
-	c.fetchMu.Lock()
-	defer c.fetchMu.Unlock()
-	if !fresh {
-		// Another request may have refreshed it while this one waited.
-		c.mu.Lock()
-		e, ok = c.entries[tenant]
-		c.mu.Unlock()
-		if ok && time.Since(e.fetched) < integrationTTL {
-			return e.st, nil
-		}
+	key := tenant
+	if fresh {
+		key = "\x00fresh\x00" + tenant // never served by a read that started earlier
 	}
-	ctx, cancel := context.WithTimeout(ctx, integrationStoreTimeout)
-	defer cancel()
-	st, err := h.loadIntegration(ctx, tenant)
+	v, err, _ := c.fetch.Do(key, func() (any, error) {
+		if !fresh {
+			// Another request may have refreshed it meanwhile.
+			if e, ok := c.entries.Get(tenant); ok && time.Since(e.fetched) < integrationTTL {
+				return e.st, nil
+			}
+		}
+		// Shared by the requests waiting: the first one leaving must not
+		// cancel the others' read.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), integrationStoreTimeout)
+		defer cancel()
+		st, err := h.loadIntegration(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		c.remember(tenant, st)
+		return st, nil
+	})
 	if err != nil {
 		h.logger.Error("reading the integration switch", zap.String("tenant", tenant), zap.Error(err))
 		if ok {
@@ -145,18 +170,19 @@ func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (i
 		}
 		return integrationState{}, err
 	}
-	c.remember(tenant, st)
-	return st, nil
+	return v.(integrationState), nil
 }
 
 func (c *integrationCache) remember(tenant string, st integrationState) {
-	c.mu.Lock()
-	c.entries[tenant] = integrationEntry{st: st, fetched: time.Now()}
-	c.mu.Unlock()
+	c.entries.Add(tenant, integrationEntry{st: st, fetched: time.Now()})
 }
 
 func (h *Handler) loadIntegration(ctx context.Context, tenant string) (integrationState, error) {
 	b, err := h.shared.store.Get(ctx, integrationKey(tenant))
+	if lr, ok := h.shared.store.(legacyReader); ok && errors.Is(err, errNotFound) && validTenantID(tenant) {
+		// A switch stored before keys were namespaced per deployment.
+		b, err = lr.getLegacy(ctx, "integration/"+tenant)
+	}
 	if errors.Is(err, errNotFound) {
 		return h.defaultIntegration(), nil
 	}
@@ -440,7 +466,8 @@ func (h *Handler) loginLinkEnabled(r *http.Request) bool {
 		st, err := h.integration(r.Context(), t, false)
 		return err != nil || st.Enabled
 	}
-	if t := r.URL.Query().Get("tenant"); validTenantID(t) {
+	// An unknown tenant counts as none: it is never looked up.
+	if t := r.URL.Query().Get("tenant"); validTenantID(t) && h.tenants.has(h.shared.dir, t) {
 		return on(t)
 	}
 	ts := h.shared.dir.tenants()

@@ -61,6 +61,12 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in link is not valid."})
 		return nil
 	}
+	// Before any lookup: what a request names must not fill the caches.
+	if lr.tenant != "" && !h.tenants.has(h.shared.dir, lr.tenant) {
+		h.page(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
+			Message: "This BMS has no tenant " + lr.tenant + ". Check the sign-in link."})
+		return nil
+	}
 	if f := h.spLoginAllowed(r.Context(), lr.tenant); f != nil {
 		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
 		return nil
@@ -304,7 +310,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	if err != nil {
 		return nil, nil, err
 	}
-	now := time.Now()
+	now := clockNow()
 	sess := &session{
 		ID:       randomID(18),
 		Subject:  c.Subject,
@@ -314,6 +320,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		Company:  c.Company,
 		IDToken:  raw,
 		AuthTime: c.AuthTime,
+		K1Issued: c.IssuedAt,
 		Issued:   now.Unix(),
 		Expires:  now.Add(h.cfg.lifetime).Unix(),
 		k1Tokens: tok,
@@ -335,6 +342,11 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	}
 	if f := h.integrationCheck(r.Context(), st, sess, acc); f != nil {
 		return sess, st, f
+	}
+	// Before the cookie: a session a logout cannot find must not exist.
+	if err := h.recordLogin(r.Context(), sess); err != nil {
+		h.logger.Warn("storing the login record failed", zap.Error(err))
+		return sess, st, fail(http.StatusServiceUnavailable, "store_unavailable", "Sign-in failed", "The sign-in could not be recorded. Please try again.")
 	}
 	return sess, st, nil
 }
@@ -422,7 +434,8 @@ func truncate(s string, n int) string {
 // validTenantID accepts tenant ids that are safe in URLs, cookies and
 // headers.
 func validTenantID(t string) bool {
-	if t == "" || len(t) > 128 {
+	// "." and ".." are path segments, never tenants.
+	if t == "" || len(t) > 128 || strings.Trim(t, ".") == "" {
 		return false
 	}
 	for i := 0; i < len(t); i++ {

@@ -350,8 +350,18 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token was already used")
 		return nil
 	}
-	h.revokeK1(ctx, lt.SessionID, lt.Subject)
-	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), zap.String("k1_sid", lt.SessionID))
+	// K1's clock, as the sessions' K1Issued.
+	before := lt.IssuedAt.Unix()
+	known, err := h.revokeK1(ctx, lt.SessionID, lt.Subject, before)
+	if err != nil {
+		// The token is K1's: revoke without knowing the sessions, for as
+		// long as this instance's sessions can live.
+		h.logger.Warn("reading the login records failed; revoking for the session lifetime", zap.Error(err))
+		until := now.Add(h.cfg.lifetime + h.clockSkew() + time.Minute).Unix()
+		h.revokeK1Until(ctx, lt.SessionID, lt.Subject, before, until)
+		known = true
+	}
+	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), zap.String("k1_sid", lt.SessionID), zap.Bool("known", known))
 	h.metrics.logout(logoutBackchannel)
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -379,13 +389,29 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		_, _ = w.Write([]byte("<!doctype html><title>Bad request</title><p>iss and sid are required.</p>\n"))
 		return nil
 	}
-	h.revokeK1(r.Context(), sid, "")
+	// Anyone can send this request: only a sid this deployment issued
+	// sessions for is revoked (see loginRecordFolder).
 	secure := h.secure(r)
-	if e := h.shared.lookupSession(r, secure, time.Now()); e != nil && e.s.SID() == sid {
+	e := h.shared.lookupSession(r, secure, clockNow())
+	own := e != nil && e.s.SID() == sid
+	known, err := h.revokeK1(r.Context(), sid, "", 0)
+	if err != nil {
+		h.logger.Warn("front-channel logout: reading the login records failed", zap.Error(err))
+		if !own {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("<!doctype html><title>Try again</title><p>The sign-out could not be recorded. Please try again.</p>\n"))
+			return nil
+		}
+		// This browser's session proves the sid: revoke it as long as
+		// that session lives.
+		h.revokeK1Until(r.Context(), sid, "", 0, e.s.Expires())
+		known = true
+	}
+	if own {
 		h.shared.clearSession(w, secure)
 		h.expireUpstreamCookies(w, r, true)
 	}
-	h.logger.Info("front-channel logout", zap.String("k1_sid", sid))
+	h.logger.Info("front-channel logout", zap.String("k1_sid", sid), zap.Bool("known", known))
 	h.metrics.logout(logoutFrontchannel)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p>Signed out of BMS.</p>\n"))

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -184,9 +185,12 @@ func TestMetricsDirectoryReloads(t *testing.T) {
 
 func TestMetricsLogoutAndRevocation(t *testing.T) {
 	m := newMetricsWorld(t)
+	// Only a sid this deployment issued is revoked: bob's.
+	c, _ := m.loginAs(t, "bob", "/.k1sso/login?rd=/x")
+	sid := sidOf(t, c, m.px.URL)
 	logouts := m.scrape(t, "caddy_k1sso_logouts_total", `kind="frontchannel"`)
 	revoked := m.scrape(t, "caddy_k1sso_sessions_revoked_total")
-	resp := get(t, testenv.NoRedirect(nil), m.px.URL+"/.k1sso/frontchannel-logout?iss="+m.k1.URL+"&sid=metrics-test-sid")
+	resp := get(t, testenv.NoRedirect(nil), m.px.URL+"/.k1sso/frontchannel-logout?iss="+m.k1.URL+"&sid="+url.QueryEscape(sid))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("front-channel logout: %d", resp.StatusCode)

@@ -182,6 +182,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.shared = val.(*shared)
+	h.shared.lifetime.Store(int64(cfg.lifetime / time.Second))
 	if err := h.registerApp(ctx); err != nil { // app.go
 		return err
 	}

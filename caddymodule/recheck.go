@@ -103,16 +103,20 @@ type recheckQueue struct {
 	failing atomic.Bool          // K1 unreachable at the last recheck (log once)
 }
 
-func newRecheckQueue(ctx context.Context, cfg *config) *recheckQueue {
+func newRecheckQueue(cfg *config) *recheckQueue {
 	q := &recheckQueue{jobs: make(chan recheckJob, recheckQueueSize)}
 	d := deployment{issuer: cfg.issuer, clientID: cfg.clientID}
 	for _, secret := range cfg.cookieKeys {
 		q.codecs = append(q.codecs, newCodec(secret, d, "k1 tokens", 0))
 	}
+	return q
+}
+
+// start runs the workers until ctx ends (the pooled state's start).
+func (q *recheckQueue) start(ctx context.Context) {
 	for range recheckWorkers {
 		go q.run(ctx)
 	}
-	return q
 }
 
 func (q *recheckQueue) run(ctx context.Context) {

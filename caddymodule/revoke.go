@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"sync"
@@ -20,6 +22,14 @@ import (
 // docs/store.md.
 const storeGrace = 5 * time.Second
 
+// clockShift (nanoseconds) moves the clock that session lifetimes,
+// revocations and the caddy store's expiries are measured by, so tests can
+// let hours pass. It is 0 outside tests.
+var clockShift atomic.Int64
+
+// clockNow is the time of sessions and revocations (see clockShift).
+func clockNow() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) }
+
 // revocationSet is this instance's copy of every revocation: what the store
 // had when the instance started, what other instances pushed or stored
 // since, and what this instance revoked itself. The hot path reads only
@@ -27,9 +37,11 @@ const storeGrace = 5 * time.Second
 // store is unreachable.
 type revocationSet struct {
 	mu   sync.RWMutex
-	ids  map[string]int64    // session ID → expires
-	sids map[string]int64    // K1 sid → expires
-	subs map[string][2]int64 // K1 sub → {issued at or before, expires}
+	ids  map[string]int64 // session ID → expires
+	sids map[string]int64 // K1 sid → expires
+	// K1 sub → {issued at or before (this instance's clock), expires,
+	// ID token issued at or before (K1's clock)}
+	subs map[string][3]int64
 	// email → {issued at or before, expires}; from the admin API (adminapi.go)
 	emails map[string][2]int64
 
@@ -37,12 +49,12 @@ type revocationSet struct {
 }
 
 func newRevocationSet() *revocationSet {
-	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][2]int64{},
+	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][3]int64{},
 		emails: map[string][2]int64{}}
 }
 
 func (s *revocationSet) add(rv revocation) {
-	if !rv.valid() || time.Now().Unix() > rv.Expires {
+	if !rv.valid() || clockNow().Unix() > rv.Expires {
 		return
 	}
 	s.mu.Lock()
@@ -53,8 +65,14 @@ func (s *revocationSet) add(rv revocation) {
 	case revokeSID:
 		s.sids[rv.Value] = max(s.sids[rv.Value], rv.Expires)
 	case revokeSub:
-		old := s.subs[rv.Value]
-		s.subs[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
+		v := s.subs[rv.Value]
+		if rv.K1 {
+			v[2] = max(v[2], rv.Before)
+		} else {
+			v[0] = max(v[0], rv.Before)
+		}
+		v[1] = max(v[1], rv.Expires)
+		s.subs[rv.Value] = v
 	case revokeEmail:
 		old := s.emails[rv.Value]
 		s.emails[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
@@ -89,7 +107,9 @@ func (s *revocationSet) matches(sess *cachedSession) bool {
 			return true
 		}
 	}
-	if v, ok := s.subs[sess.Subject()]; ok && sess.Issued() <= v[0] {
+	// A logout at K1 compares K1's times (ID token and logout token iat),
+	// so no instance's clock skew lets a session escape it.
+	if v, ok := s.subs[sess.Subject()]; ok && (sess.Issued() <= v[0] || sess.K1Issued() <= v[2]) {
 		return true
 	}
 	if len(s.emails) > 0 {
@@ -131,17 +151,16 @@ func (s *revocationSet) sweep(now time.Time) {
 // revocation the store refused is kept and retried every second until the
 // store takes it, so it reaches the other instances when the store is back.
 type revoker struct {
-	store    Store
-	set      *revocationSet
-	lifetime time.Duration
-	logger   *zap.Logger
+	store  Store
+	set    *revocationSet
+	logger *zap.Logger
 
 	mu      sync.Mutex
 	pending []revocation
 }
 
-func newRevoker(store Store, set *revocationSet, lifetime time.Duration, logger *zap.Logger) *revoker {
-	return &revoker{store: store, set: set, lifetime: lifetime, logger: logger}
+func newRevoker(store Store, set *revocationSet, logger *zap.Logger) *revoker {
+	return &revoker{store: store, set: set, logger: logger}
 }
 
 // revoke ends sessions on this instance now and on every instance through
@@ -154,7 +173,7 @@ func (r *revoker) revoke(ctx context.Context, rv revocation) {
 	if err := r.store.Revoke(ctx, rv); err != nil {
 		r.logger.Warn("storing a revocation failed; it holds here and will be retried", zap.String("kind", rv.Kind), zap.Error(err))
 		r.mu.Lock()
-		r.pending = append(r.pending, rv)
+		r.pending = addPending(r.pending, rv)
 		r.mu.Unlock()
 	}
 }
@@ -165,7 +184,7 @@ func (r *revoker) retry(ctx context.Context) {
 	todo := r.pending
 	r.pending = nil
 	r.mu.Unlock()
-	now := time.Now().Unix()
+	now := clockNow().Unix()
 	var left []revocation
 	for i, rv := range todo {
 		if now > rv.Expires {
@@ -183,8 +202,25 @@ func (r *revoker) retry(ctx context.Context) {
 		r.logger.Info("pending revocations stored", zap.Int("count", len(todo)))
 	}
 	r.mu.Lock()
-	r.pending = append(left, r.pending...)
+	for _, rv := range r.pending {
+		left = addPending(left, rv)
+	}
+	r.pending = left
 	r.mu.Unlock()
+}
+
+// addPending adds rv to the pending revocations unless one of the same
+// name (the same store key) is there, which then keeps the later expiry:
+// the same logout repeated while the store is down does not grow the list.
+func addPending(pending []revocation, rv revocation) []revocation {
+	n := rv.name()
+	for i := range pending {
+		if pending[i].name() == n {
+			pending[i].Expires = max(pending[i].Expires, rv.Expires)
+			return pending
+		}
+	}
+	return append(pending, rv)
 }
 
 // run keeps the set in sync with the store until ctx ends: the store's
@@ -198,9 +234,9 @@ func (r *revoker) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
 			r.retry(ctx)
-			r.set.sweep(now)
+			r.set.sweep(clockNow())
 		}
 	}
 }
@@ -227,19 +263,84 @@ func (h *Handler) revokeSession(ctx context.Context, s *session) {
 	h.metrics.sessionsRevoked(1)
 }
 
+// loginRecordFolder holds the login records: per K1 sid and per K1 sub,
+// the latest expiry of any session this deployment issued for it, written
+// at login by the instance that issued it (Store.Extend keeps the latest).
+// A logout revokes only what has a record, and only until that expiry:
+// what a logout request can name never grows the store beyond the real
+// logins, and a revocation outlives every session it matches, whatever
+// session_lifetime the issuing instance had.
+const loginRecordFolder = "login"
+
+func loginRecordKey(kind, value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return loginRecordFolder + "/" + kind + "/" + hex.EncodeToString(sum[:16])
+}
+
+// recordLogin stores the login records of a new session, before its cookie
+// is written.
+func (h *Handler) recordLogin(ctx context.Context, sess *session) error {
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	if sess.SID != "" {
+		if err := h.shared.store.Extend(ctx, loginRecordKey(revokeSID, sess.SID), sess.Expires); err != nil {
+			return err
+		}
+	}
+	if err := h.shared.store.Extend(ctx, loginRecordKey(revokeSub, sess.Subject), sess.Expires); err != nil {
+		return err
+	}
+	return h.shared.store.Extend(ctx, loginRecordKey(revokeEmail, sess.Email), sess.Expires)
+}
+
+// revocationUntil is when an operator's revocation (admin API) of a sid,
+// sub or email may end: when the latest session its login record names
+// ends, and no sooner than this instance's session lifetime from now (for
+// a store that cannot answer).
+func (s *shared) revocationUntil(ctx context.Context, kind, value string, now time.Time) int64 {
+	life := time.Duration(s.lifetime.Load()) * time.Second
+	if life == 0 {
+		life = s.cfg.lifetime
+	}
+	until := now.Add(life + time.Minute).Unix()
+	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	if rec, ok, err := storedTime(ctx, s.store, loginRecordKey(kind, value)); err == nil && ok {
+		until = max(until, rec)
+	}
+	return until
+}
+
 // revokeK1 ends every proxy session of a K1 session (sid), or of a K1 user
-// (sub, sessions issued until now) when there is no sid.
-func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
-	now := time.Now()
-	// No session issued before now outlives the session lifetime.
-	exp := now.Add(h.cfg.lifetime + time.Minute).Unix()
+// (sub, sessions whose ID token K1 issued until before: unix s, K1's
+// clock) when there is no sid, until
+// the last of them ends. known is false (nothing revoked, nothing stored)
+// when this deployment never issued a session of that sid or sub that can
+// still be valid; err when the store could not tell (nothing revoked).
+func (h *Handler) revokeK1(ctx context.Context, sid, sub string, before int64) (known bool, err error) {
+	kind, value := revokeSID, sid
+	if sid == "" {
+		kind, value = revokeSub, sub
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	defer cancel()
+	until, ok, err := storedTime(rctx, h.shared.store, loginRecordKey(kind, value))
+	if err != nil || !ok {
+		return false, err
+	}
+	h.revokeK1Until(ctx, sid, sub, before, until)
+	return true, nil
+}
+
+// revokeK1Until is revokeK1 with the revocation's expiry given.
+func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, until int64) {
 	h.metrics.sessionsRevoked(1)
 	if sid != "" {
-		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: exp})
+		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: until})
 		h.logger.Info("revocation", zap.String("kind", revokeSID), zap.String("k1_sid", sid))
 		return
 	}
-	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: now.Unix(), Expires: exp})
+	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: before, K1: true, Expires: until})
 	h.logger.Info("revocation", zap.String("kind", revokeSub), zap.String("k1_sub", sub))
 }
 
@@ -248,7 +349,9 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string) {
 // It reads memory only.
 func (h *Handler) revoked(e *sessionEntry, now time.Time) bool {
 	rs := h.shared.revocations
-	return rs.matches(&e.s) || rs.stale(now)
+	// Being in sync is a matter of real time, whatever the clock of
+	// sessions says.
+	return rs.matches(&e.s) || rs.stale(time.Now())
 }
 
 // serveRevoked answers a request whose session was revoked: its k1sso and

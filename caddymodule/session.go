@@ -27,7 +27,10 @@ type session struct {
 	IDToken  string `json:"it,omitempty"`  // for id_token_hint at logout
 	AuthTime int64  `json:"at,omitempty"`  // when the user authenticated at K1
 	Issued   int64  `json:"ia"`            // unix seconds
-	Expires  int64  `json:"x"`             // unix seconds
+	// K1Issued is the iat of the ID token (unix s, K1's clock): a logout of
+	// the user at K1 is compared with it, not with an instance's clock.
+	K1Issued int64 `json:"ki,omitempty"`
+	Expires  int64 `json:"x"` // unix seconds
 
 	k1Tokens *oauth2.Token // from the login, for the recheck (recheck.go); never in the cookie
 }
@@ -48,6 +51,7 @@ type cachedSession struct {
 	text            string    // ID, SID, Subject, Email, Tenant
 	ends            [5]uint16 // where each field ends in text
 	issued, expires uint32    // unix seconds; decodeSession refuses others
+	k1Issued        uint32    // the ID token's iat; 0: unknown
 }
 
 // newCachedSession packs a decoded session; ok is false when its fields
@@ -64,6 +68,9 @@ func newCachedSession(s *session) (c cachedSession, ok bool) {
 	}
 	c.text = b.String()
 	c.issued, c.expires = uint32(s.Issued), uint32(s.Expires)
+	if s.K1Issued > 0 && s.K1Issued <= math.MaxUint32 {
+		c.k1Issued = uint32(s.K1Issued)
+	}
 	return c, true
 }
 
@@ -93,13 +100,22 @@ func (c *cachedSession) Tenant() string { return c.field(4) }
 // Issued is when the session was created, in unix seconds.
 func (c *cachedSession) Issued() int64 { return int64(c.issued) }
 
+// K1Issued is when K1 issued the ID token of the session (K1's clock), or
+// Issued when that is unknown.
+func (c *cachedSession) K1Issued() int64 {
+	if c.k1Issued == 0 {
+		return c.Issued()
+	}
+	return int64(c.k1Issued)
+}
+
 // Expires is when the session ends, in unix seconds.
 func (c *cachedSession) Expires() int64 { return int64(c.expires) }
 
 // full is the session as far as the cache knows it.
 func (c *cachedSession) full() *session {
 	return &session{ID: c.ID(), SID: c.SID(), Subject: c.Subject(), Email: c.Email(), Tenant: c.Tenant(),
-		Issued: c.Issued(), Expires: c.Expires()}
+		Issued: c.Issued(), Expires: c.Expires(), K1Issued: int64(c.k1Issued)}
 }
 
 // randomID returns n random bytes, base64url-encoded.
@@ -151,7 +167,7 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	}
 	key := keyOf(raw)
 	if e, ok := s.sessions.Get(key); ok {
-		if now.Unix() >= e.s.Expires() {
+		if now.Unix() >= s.ends(e.s.Issued(), e.s.Expires()) {
 			s.sessions.Remove(key)
 			return nil
 		}
@@ -170,6 +186,16 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 	return e
 }
 
+// ends is when a session issued and expiring at these times (unix s) ends:
+// at its expiry, or earlier when session_lifetime is now shorter than it was
+// at its login.
+func (s *shared) ends(issued, expires int64) int64 {
+	if l := s.lifetime.Load(); l > 0 {
+		return min(expires, issued+l)
+	}
+	return expires
+}
+
 // decodeSession decrypts and checks a raw session cookie value.
 func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
 	var sess session
@@ -178,7 +204,7 @@ func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
 	}
 	// The cache keeps the times as uint32; a session outside that range was
 	// never written by k1sso.
-	if sess.ID == "" || sess.Subject == "" || now.Unix() >= sess.Expires || sess.Issued > now.Unix()+60 ||
+	if sess.ID == "" || sess.Subject == "" || now.Unix() >= s.ends(sess.Issued, sess.Expires) || sess.Issued > now.Unix()+60 ||
 		sess.Issued < 0 || sess.Expires > math.MaxUint32 {
 		return nil, false
 	}
@@ -192,7 +218,7 @@ func (s *shared) fullSession(r *http.Request, secure bool) *session {
 	if raw == "" {
 		return nil
 	}
-	sess, ok := s.decodeSession(raw, time.Now())
+	sess, ok := s.decodeSession(raw, clockNow())
 	if !ok {
 		return nil
 	}

@@ -40,9 +40,13 @@ type shared struct {
 	signer      *assertionSigner
 	used        *usedStates
 	rechecks    *recheckQueue // recheck.go
-	logger      *zap.Logger
-	bg          context.Context // ends with Destruct
-	cancel      context.CancelFunc
+	// lifetime (seconds) is session_lifetime of the latest provisioned
+	// config: a session ends at issued + lifetime when its own expiry is
+	// later (a config reload shortened it). 0: no such limit.
+	lifetime atomic.Int64
+	logger   *zap.Logger
+	bg       context.Context // ends with Destruct
+	cancel   context.CancelFunc
 
 	// start (app.go) sets signer and startedAt, then running.
 	startMu   sync.Mutex
@@ -61,7 +65,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir.close()
 		return nil, err
 	}
-	store, err := openStore(cfg.store, ctx.Storage(), logger)
+	store, err := openStore(cfg.store, storeNamespace(cfg.issuerURL(), cfg.clientID), ctx.Storage(), logger)
 	if err != nil {
 		dir.close()
 		return nil, err
@@ -81,9 +85,9 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir:         dir,
 		store:       store,
 		revocations: revs,
-		revoker:     newRevoker(store, revs, cfg.lifetime, logger),
+		revoker:     newRevoker(store, revs, logger),
 		used:        newUsedStates(store),
-		rechecks:    newRecheckQueue(bg, cfg),
+		rechecks:    newRecheckQueue(cfg),
 		logger:      logger,
 		bg:          bg,
 		cancel:      cancel,

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"path"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -32,6 +34,10 @@ type Store interface {
 	// PutIfAbsent stores value only when key is absent (or expired) and
 	// reports whether it did.
 	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
+	// Extend stores the time until (unix seconds) under key unless a later
+	// one is stored, atomically for every instance, and keeps the key until
+	// the time it holds. storedTime reads it back.
+	Extend(ctx context.Context, key string, until int64) error
 	// Revoke stores a revocation until its Expires, for every instance, and
 	// pushes it to the instances that watch, where the store can push.
 	Revoke(ctx context.Context, rv revocation) error
@@ -64,10 +70,14 @@ const (
 // revocation ends proxy sessions. It is kept until Expires, after which no
 // session it could match is still valid.
 type revocation struct {
-	Kind    string `json:"k"`
-	Value   string `json:"v"`
-	Before  int64  `json:"b,omitempty"` // sub, email: sessions issued at or before (unix s)
-	Expires int64  `json:"x"`           // unix s
+	Kind   string `json:"k"`
+	Value  string `json:"v"`
+	Before int64  `json:"b,omitempty"` // sub, email: sessions issued at or before (unix s)
+	// K1 marks a sub revocation of a logout at K1: Before is the logout
+	// token's iat, compared with the iat of the session's ID token (both
+	// K1's clock), not with when an instance issued the session.
+	K1      bool  `json:"k1,omitempty"`
+	Expires int64 `json:"x"` // unix s
 }
 
 // name is the revocation's key inside the store's revoked/ folder. Values
@@ -78,6 +88,9 @@ func (rv revocation) name() string {
 	n := rv.Kind + "-" + hex.EncodeToString(sum[:16])
 	if rv.Kind == revokeSub || rv.Kind == revokeEmail {
 		n += "-" + strconv.FormatInt(rv.Before, 10)
+	}
+	if rv.K1 {
+		n += "-k1"
 	}
 	return n
 }
@@ -126,12 +139,44 @@ func (h *Handler) buildStoreConfig(expand func(string) string) (storeConfig, err
 	return storeConfig{}, fmt.Errorf("store: %q is not caddy or redis", h.Store)
 }
 
-// openStore creates the configured store. storage is Caddy's.
-func openStore(sc storeConfig, storage certmagic.Storage, logger *zap.Logger) (Store, error) {
+// storeNamespace names one deployment (issuer and client) in a store that
+// several share: every instance of the deployment computes the same, two
+// sites with another issuer or client never see each other's keys.
+func storeNamespace(issuer, clientID string) string {
+	sum := sha256.Sum256([]byte("k1sso store\x00" + issuer + "\x00" + clientID))
+	return hex.EncodeToString(sum[:8])
+}
+
+// openStore creates the configured store for the deployment ns. storage
+// is Caddy's.
+func openStore(sc storeConfig, ns string, storage certmagic.Storage, logger *zap.Logger) (Store, error) {
 	if sc.kind == "redis" {
-		return newRedisStore(sc.redisURL, logger)
+		return newRedisStore(sc.redisURL, ns, logger)
 	}
-	return newCaddyStore(storage, logger), nil
+	return newCaddyStore(storage, ns, logger), nil
+}
+
+// storedTime reads a time stored by Store.Extend; ok is false when there is
+// none (or it is over).
+func storedTime(ctx context.Context, s Store, key string) (until int64, ok bool, err error) {
+	b, err := s.Get(ctx, key)
+	if errors.Is(err, errNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	until, err = strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return until, until >= clockNow().Unix(), nil
+}
+
+// legacyReader is a store that can read a key of the layout before keys
+// were namespaced per deployment.
+type legacyReader interface {
+	getLegacy(ctx context.Context, key string) ([]byte, error)
 }
 
 // caddyStorePoll is how often an instance on the caddy store reads the
@@ -140,34 +185,63 @@ func openStore(sc storeConfig, storage certmagic.Storage, logger *zap.Logger) (S
 // this interval plus the time of one read (about one second in all).
 const caddyStorePoll = time.Second
 
+// caddyStoreSweep is how often the caddy store deletes expired entries.
+var caddyStoreSweep = newTunable(time.Minute)
+
 // caddyStore keeps entries in Caddy's configured storage (the file system by
-// default), under k1sso/. Each value is prefixed with its expiry.
-// Revocations are files under k1sso/revoked/, found by polling.
+// default), under k1sso/<namespace>/. Each value is prefixed with its
+// expiry. Revocations are files under revoked/, found by polling; expired
+// entries of the folders in sweptFolders are deleted every caddyStoreSweep.
 type caddyStore struct {
 	s      certmagic.Storage
+	base   string // k1sso/<namespace>
 	logger *zap.Logger
+	// stripes serialise this instance's Extends of one key before they
+	// take the storage lock: Caddy's file lock polls once a second when
+	// held, so concurrent logins of one user here would wait for it.
+	stripes [64]sync.Mutex
 }
 
-func newCaddyStore(s certmagic.Storage, logger *zap.Logger) *caddyStore {
+func newCaddyStore(s certmagic.Storage, ns string, logger *zap.Logger) *caddyStore {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &caddyStore{s: s, logger: logger}
+	return &caddyStore{s: s, base: path.Join("k1sso", ns), logger: logger}
 }
 
-func storageKey(key string) string { return path.Join("k1sso", key) }
+// storageKey is where key lives in Caddy's storage. Keys are built by
+// k1sso from fixed names and hashes (tenants that are not plain names are
+// hashed, see integrationKey), never from raw request input.
+func (c *caddyStore) storageKey(key string) string { return path.Join(c.base, key) }
 
 const revokedFolder = "revoked"
 
+// sweptFolders hold the entries with an expiry that nothing else deletes:
+// used login states and logout-token IDs, and the login records.
+var sweptFolders = []string{"state", loginRecordFolder + "/" + revokeSID, loginRecordFolder + "/" + revokeSub,
+	loginRecordFolder + "/" + revokeEmail}
+
+// sweepMax bounds the entries one sweep of a folder reads; a folder with
+// more is finished by the next sweeps.
+const sweepMax = 100_000
+
+func (c *caddyStore) getLegacy(ctx context.Context, key string) ([]byte, error) {
+	return c.get(ctx, path.Join("k1sso", key))
+}
+
 func (c *caddyStore) Get(ctx context.Context, key string) ([]byte, error) {
-	b, err := c.s.Load(ctx, storageKey(key))
+	return c.get(ctx, c.storageKey(key))
+}
+
+func (c *caddyStore) get(ctx context.Context, skey string) ([]byte, error) {
+	b, err := c.s.Load(ctx, skey)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, errNotFound
 		}
 		return nil, err
 	}
-	v, ok := unwrapExpiry(b, time.Now())
+	v, ok := unwrapExpiry(b, clockNow())
 	if !ok {
 		return nil, errNotFound
 	}
@@ -175,11 +249,11 @@ func (c *caddyStore) Get(ctx context.Context, key string) ([]byte, error) {
 }
 
 func (c *caddyStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return c.s.Store(ctx, storageKey(key), wrapExpiry(value, ttl))
+	return c.s.Store(ctx, c.storageKey(key), wrapExpiry(value, ttl))
 }
 
 func (c *caddyStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
-	lock := storageKey(key)
+	lock := c.storageKey(key)
 	if err := c.s.Lock(ctx, lock); err != nil {
 		return false, err
 	}
@@ -190,6 +264,59 @@ func (c *caddyStore) PutIfAbsent(ctx context.Context, key string, value []byte, 
 		return false, err
 	}
 	return true, c.Put(ctx, key, value, ttl)
+}
+
+func (c *caddyStore) Extend(ctx context.Context, key string, until int64) error {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	mu := &c.stripes[h.Sum32()%uint32(len(c.stripes))]
+	mu.Lock()
+	defer mu.Unlock()
+	lock := c.storageKey(key)
+	if err := c.s.Lock(ctx, lock); err != nil {
+		return err
+	}
+	defer func() { _ = c.s.Unlock(context.Background(), lock) }()
+	if old, ok, err := storedTime(ctx, c, key); err == nil && ok && old >= until {
+		return nil
+	}
+	ttl := time.Unix(until, 0).Sub(clockNow()) + time.Second
+	if ttl <= time.Second {
+		return nil
+	}
+	return c.Put(ctx, key, []byte(strconv.FormatInt(until, 10)), ttl)
+}
+
+// sweep deletes the expired entries of sweptFolders, reading at most
+// sweepMax entries of each.
+func (c *caddyStore) sweep(ctx context.Context) error {
+	now := clockNow()
+	for _, f := range sweptFolders {
+		keys, err := c.s.List(ctx, c.storageKey(f), false)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return err
+		}
+		if len(keys) > sweepMax {
+			keys = keys[:sweepMax]
+		}
+		for _, k := range keys {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			b, err := c.s.Load(ctx, k)
+			if err != nil {
+				continue // a folder, or deleted meanwhile
+			}
+			// Shorter than its expiry: being written, not expired.
+			if _, ok := unwrapExpiry(b, now); !ok && len(b) >= 8 {
+				_ = c.s.Delete(ctx, k)
+			}
+		}
+	}
+	return nil
 }
 
 func (c *caddyStore) Revoke(ctx context.Context, rv revocation) error {
@@ -204,7 +331,7 @@ func (c *caddyStore) Revoke(ctx context.Context, rv revocation) error {
 // session life it ends. ok is false (nothing to store) when it has already
 // expired or cannot be encoded (err).
 func (rv revocation) record() (b []byte, ttl time.Duration, ok bool, err error) {
-	ttl = time.Until(time.Unix(rv.Expires, 0))
+	ttl = time.Unix(rv.Expires, 0).Sub(clockNow())
 	if ttl <= 0 {
 		return nil, 0, false, nil
 	}
@@ -225,11 +352,11 @@ func (c *caddyStore) Revocations(ctx context.Context) ([]revocation, error) {
 // removes expired files. A file that cannot be read or parsed yet (being
 // written) is tried again at the next poll.
 func (c *caddyStore) poll(ctx context.Context, known map[string]int64, add func(revocation)) error {
-	keys, err := c.s.List(ctx, storageKey(revokedFolder), false)
+	keys, err := c.s.List(ctx, c.storageKey(revokedFolder), false)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	now := time.Now()
+	now := clockNow()
 	listed := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		listed[k] = true
@@ -266,13 +393,23 @@ func (c *caddyStore) poll(ctx context.Context, known map[string]int64, add func(
 	return nil
 }
 
-// Watch polls the revoked/ folder every caddyStorePoll.
+// Watch polls the revoked/ folder every caddyStorePoll, and sweeps expired
+// entries every caddyStoreSweep.
 func (c *caddyStore) Watch(ctx context.Context, sink revocationSink) {
 	known := map[string]int64{}
 	t := time.NewTicker(caddyStorePoll)
 	defer t.Stop()
 	failing := false
+	lastSweep := time.Now()
 	for {
+		if time.Since(lastSweep) >= caddyStoreSweep.get() {
+			lastSweep = time.Now()
+			sctx, cancel := context.WithTimeout(ctx, time.Minute)
+			if err := c.sweep(sctx); err != nil && ctx.Err() == nil {
+				c.logger.Warn("deleting expired entries from Caddy's storage failed; will retry", zap.Error(err))
+			}
+			cancel()
+		}
 		start := time.Now()
 		if err := c.poll(ctx, known, sink.add); err != nil {
 			if !failing {
@@ -301,7 +438,7 @@ func (c *caddyStore) Close() error { return nil }
 func wrapExpiry(v []byte, ttl time.Duration) []byte {
 	b := make([]byte, 8+len(v))
 	if ttl > 0 {
-		binary.BigEndian.PutUint64(b, uint64(time.Now().Add(ttl).Unix()))
+		binary.BigEndian.PutUint64(b, uint64(clockNow().Add(ttl).Unix()))
 	}
 	copy(b[8:], v)
 	return b

@@ -16,12 +16,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
-// Redis key layout: every key starts with redisPrefix; revocations live
-// under redisPrefix+"revoked:" and each one is also published on
-// redisChannel, so every instance learns it at once.
+// Redis key layout: every key of a deployment starts with redisPrefix and
+// its namespace (see storeNamespace), as "k1sso:<namespace>:"; revocations
+// live under that prefix + "revoked:" and each one is also published on the
+// prefix + "revocations" channel, so every instance learns it at once.
 const (
-	redisPrefix  = "k1sso:"
-	redisChannel = "k1sso:revocations"
+	redisPrefix = "k1sso:"
 	// redisTimeout bounds every command; the store is never on the hot path
 	// but logins and logouts wait for it.
 	redisTimeout = 2 * time.Second
@@ -58,6 +58,8 @@ type redisStore struct {
 	// waitReplica: with Sentinel, a revocation counts as stored only once
 	// a replica has it, so a failover right after it cannot lose it.
 	waitReplica bool
+	prefix      string // redisPrefix + namespace + ":"
+	channel     string // where revocations are published
 	logger      *zap.Logger
 }
 
@@ -118,7 +120,7 @@ func parseRedisURL(raw string) (redisConfig, error) {
 	return rc, nil
 }
 
-func newRedisStore(u string, logger *zap.Logger) (*redisStore, error) {
+func newRedisStore(u, ns string, logger *zap.Logger) (*redisStore, error) {
 	rc, err := parseRedisURL(u)
 	if err != nil {
 		return nil, err
@@ -126,7 +128,8 @@ func newRedisStore(u string, logger *zap.Logger) (*redisStore, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	s := &redisStore{logger: logger}
+	prefix := redisPrefix + ns + ":"
+	s := &redisStore{prefix: prefix, channel: prefix + "revocations", logger: logger}
 	// Short timeouts and one retry: a store that is down must be noticed
 	// within the store grace, not after go-redis's defaults.
 	switch {
@@ -149,7 +152,7 @@ func newRedisStore(u string, logger *zap.Logger) (*redisStore, error) {
 	return s, nil
 }
 
-func (s *redisStore) Get(ctx context.Context, key string) ([]byte, error) {
+func (s *redisStore) getLegacy(ctx context.Context, key string) ([]byte, error) {
 	b, err := s.c.Get(ctx, redisPrefix+key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, errNotFound
@@ -157,12 +160,38 @@ func (s *redisStore) Get(ctx context.Context, key string) ([]byte, error) {
 	return b, err
 }
 
+// extendScript is Store.Extend in one step on the server: the later time
+// wins, and the key expires a second after it.
+var extendScript = redis.NewScript(`
+local old = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local v = tonumber(ARGV[1])
+if v > old then
+	redis.call('SET', KEYS[1], ARGV[1])
+	redis.call('EXPIREAT', KEYS[1], v + 1)
+end
+return 0`)
+
+func (s *redisStore) Extend(ctx context.Context, key string, until int64) error {
+	if until < clockNow().Unix() {
+		return nil
+	}
+	return extendScript.Run(ctx, s.c, []string{s.prefix + key}, until).Err()
+}
+
+func (s *redisStore) Get(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.c.Get(ctx, s.prefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, errNotFound
+	}
+	return b, err
+}
+
 func (s *redisStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return s.c.Set(ctx, redisPrefix+key, value, ttl).Err()
+	return s.c.Set(ctx, s.prefix+key, value, ttl).Err()
 }
 
 func (s *redisStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
-	return s.c.SetNX(ctx, redisPrefix+key, value, ttl).Result()
+	return s.c.SetNX(ctx, s.prefix+key, value, ttl).Result()
 }
 
 func (s *redisStore) Revoke(ctx context.Context, rv revocation) error {
@@ -172,12 +201,12 @@ func (s *redisStore) Revoke(ctx context.Context, rv revocation) error {
 	}
 	// The key first: an instance that (re)subscribes and then lists keys
 	// cannot miss a revocation whose message came before its subscription.
-	key := redisPrefix + "revoked:" + rv.name()
+	key := s.prefix + "revoked:" + rv.name()
 	if !s.waitReplica {
 		if err := s.c.Set(ctx, key, b, ttl).Err(); err != nil {
 			return err
 		}
-		return s.c.Publish(ctx, redisChannel, b).Err()
+		return s.c.Publish(ctx, s.channel, b).Err()
 	}
 	return s.revokeReplicated(ctx, key, b, ttl)
 }
@@ -212,7 +241,7 @@ func (s *redisStore) revokeReplicated(ctx context.Context, key string, b []byte,
 			}
 		}
 	}
-	if err := s.c.Publish(ctx, redisChannel, b).Err(); err != nil {
+	if err := s.c.Publish(ctx, s.channel, b).Err(); err != nil {
 		return err
 	}
 	return waitErr
@@ -235,7 +264,7 @@ func (s *redisStore) Revocations(ctx context.Context) ([]revocation, error) {
 	var mu sync.Mutex
 	var out []revocation
 	err := s.eachShard(ctx, func(ctx context.Context, c redis.UniversalClient) error {
-		iter := c.Scan(ctx, 0, redisPrefix+"revoked:*", 500).Iterator()
+		iter := c.Scan(ctx, 0, s.prefix+"revoked:*", 500).Iterator()
 		var keys []string
 		flush := func() error {
 			if len(keys) == 0 {
@@ -308,7 +337,7 @@ func (s *redisStore) Watch(ctx context.Context, sink revocationSink) {
 }
 
 func (s *redisStore) watchOnce(ctx context.Context, sink revocationSink, failing *bool) error {
-	ps := s.c.Subscribe(ctx, redisChannel)
+	ps := s.c.Subscribe(ctx, s.channel)
 	defer ps.Close()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, redisTimeout)

@@ -58,10 +58,11 @@ func TestRedisStoreHoldsStates(t *testing.T) {
 	ctx := context.Background()
 
 	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
-	if n, _ := rc.Exists(ctx, "k1sso:assertion/es256.pem").Result(); n != 1 {
+	// Keys are namespaced per deployment: k1sso:<namespace>:<key>.
+	if keys, _ := rc.Keys(ctx, "k1sso:*:assertion/es256.pem").Result(); len(keys) != 1 {
 		t.Fatal("the assertion key is not in redis")
 	}
-	states, _ := rc.Keys(ctx, "k1sso:state/*").Result()
+	states, _ := rc.Keys(ctx, "k1sso:*:state/*").Result()
 	if len(states) != 1 {
 		t.Fatalf("used states in redis: %v", states)
 	}
@@ -76,7 +77,7 @@ func TestRedisStoreHoldsStates(t *testing.T) {
 
 	resp := get(t, testenv.NoRedirect(c.Jar), w.px.URL+"/logout")
 	resp.Body.Close()
-	revoked, _ := rc.Keys(ctx, "k1sso:revoked:*").Result()
+	revoked, _ := rc.Keys(ctx, "k1sso:*:revoked:*").Result()
 	if len(revoked) != 1 {
 		t.Fatalf("revocations in redis after logout: %v", revoked)
 	}
@@ -165,7 +166,7 @@ func TestRedisDown(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
 	t.Cleanup(func() { rc.Close() })
 	for i := 0; ; i++ {
-		keys, _ := rc.Keys(context.Background(), "k1sso:revoked:*").Result()
+		keys, _ := rc.Keys(context.Background(), "k1sso:*:revoked:*").Result()
 		if len(keys) == 1 {
 			break
 		}

@@ -524,3 +524,26 @@ func rand32() string {
 
 // Addr is the OP's host:port.
 func (op *OP) Addr() string { return op.srv.Listener.Addr().(*net.TCPAddr).String() }
+
+// SignLogout signs a correct back-channel logout token (typ logout+jwt)
+// for sub, issued now, with the current key; edit changes its claims.
+func (op *OP) SignLogout(sub string, edit func(c map[string]any)) string {
+	op.mu.Lock()
+	k := op.current
+	op.mu.Unlock()
+	now := time.Now()
+	claims := map[string]any{
+		"iss": op.URL, "aud": ClientID, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+		"jti": rand32(), "sub": sub,
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
+	}
+	if edit != nil {
+		edit(claims)
+	}
+	hj, _ := json.Marshal(map[string]any{"alg": "RS256", "typ": "logout+jwt", "kid": k.kid})
+	cj, _ := json.Marshal(claims)
+	input := b64(hj) + "." + b64(cj)
+	sum := sha256.Sum256([]byte(input))
+	sig, _ := rsa.SignPKCS1v15(rand.Reader, k.priv, crypto.SHA256, sum[:])
+	return input + "." + b64(sig)
+}
