@@ -22,6 +22,9 @@ import (
 )
 
 func init() {
+	// Kept tokens, recheck claims and kept forms expire; the caddy store
+	// deletes them once they have (replay.go's forms included).
+	sweptFolders = append(sweptFolders, "k1tokens", "recheck", "form")
 	featureOptions["recheck_interval"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
 		if len(args) != 1 {
 			return d.Errf("k1sso: recheck_interval takes a duration or off")
