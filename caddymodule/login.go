@@ -150,7 +150,7 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 		ClientSecret: h.cfg.clientSecret,
 		Endpoint:     p.provider.Endpoint(),
 		RedirectURL:  redirect,
-		Scopes:       h.cfg.scopes,
+		Scopes:       h.scopesFor(p),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,8 @@ type RecheckOptions struct {
 	// Default: 15m.
 	RecheckInterval caddy.Duration `json:"recheck_interval,omitempty"`
 
-	recheckEvery int64 // seconds; 0: off
+	recheckEvery  int64    // seconds; 0: off
+	offlineScopes []string // scopes plus offline_access; nil: not asked
 }
 
 // Recheck outcomes, the outcome label of rechecks_total.
@@ -159,13 +161,20 @@ func (h *Handler) provisionRecheck() error {
 		return errors.New("recheck_interval: too short (minimum 1s; `off` turns it off)")
 	}
 	h.recheckEvery = int64(d / time.Second)
-	for _, s := range h.cfg.scopes {
-		if s == "offline_access" {
-			return nil
-		}
+	if !slices.Contains(h.cfg.scopes, "offline_access") {
+		h.offlineScopes = append(slices.Clip(h.cfg.scopes), "offline_access")
 	}
-	h.cfg.scopes = append(h.cfg.scopes, "offline_access")
 	return nil
+}
+
+// scopesFor are the scopes asked of K1: with rechecks on, offline_access
+// too (for a refresh token) where K1's discovery lists it, so an OP that
+// does not know the scope is never asked for it.
+func (h *Handler) scopesFor(p *k1Provider) []string {
+	if h.offlineScopes != nil && p.offline {
+		return h.offlineScopes
+	}
+	return h.cfg.scopes
 }
 
 // keepK1Tokens stores what a new session is rechecked with: the refresh

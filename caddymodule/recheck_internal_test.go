@@ -54,8 +54,10 @@ func TestProvisionRecheck(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || h.recheckEvery != tc.every || slices.Contains(h.cfg.scopes, "offline_access") != tc.offline {
-			t.Errorf("%v: %v, every %ds, scopes %v", tc.interval, err, h.recheckEvery, h.cfg.scopes)
+		offered := &k1Provider{offline: true}
+		if err != nil || h.recheckEvery != tc.every || slices.Contains(h.scopesFor(offered), "offline_access") != tc.offline ||
+			slices.Contains(h.scopesFor(&k1Provider{}), "offline_access") {
+			t.Errorf("%v: %v, every %ds, scopes %v / %v", tc.interval, err, h.recheckEvery, h.scopesFor(offered), h.scopesFor(&k1Provider{}))
 		}
 	}
 }
