@@ -165,11 +165,11 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, prefix+"login?rd="+url.QueryEscape(replayPath), http.StatusFound)
 		return nil
 	}
-	expireCookie(w, cookieName(formCookie, secure), secure)
 	if r.Method == http.MethodHead {
 		h.page(w, r, http.StatusOK, pageData{Title: "Sending your form again…"})
 		return nil
 	}
+	expireCookie(w, cookieName(formCookie, secure), secure)
 	claimed, err := h.shared.used.claim(r.Context(), "form:"+id, formTTL)
 	if err != nil {
 		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Form not sent", Message: "Your form could not be sent again right now. Please try again in a moment.",
