@@ -106,6 +106,9 @@ type recheckQueue struct {
 	jobs    chan recheckJob
 	codecs  []securecookie.Codec // encrypt the kept K1 tokens in the store
 	failing atomic.Bool          // K1 unreachable at the last recheck (log once)
+	// noOffline: K1 answered invalid_scope to offline_access, which it
+	// lists; it is not asked again.
+	noOffline atomic.Bool
 }
 
 func newRecheckQueue(cfg *config) *recheckQueue {
@@ -171,7 +174,7 @@ func (h *Handler) provisionRecheck() error {
 // too (for a refresh token) where K1's discovery lists it, so an OP that
 // does not know the scope is never asked for it.
 func (h *Handler) scopesFor(p *k1Provider) []string {
-	if h.offlineScopes != nil && p.offline {
+	if h.offlineScopes != nil && p.offline && (h.shared == nil || !h.shared.rechecks.noOffline.Load()) {
 		return h.offlineScopes
 	}
 	return h.cfg.scopes
@@ -295,7 +298,13 @@ func isNavigation(r *http.Request) bool {
 // It reports whether the callback was such a recheck.
 func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, secure bool, reason string) bool {
 	st, err := h.loginStateFor(r, r.URL.Query().Get("state"), secure)
-	if err != nil || !st.Recheck {
+	if err != nil {
+		return false
+	}
+	if r.URL.Query().Get("error") == "invalid_scope" && h.offlineAsked(r.Context()) {
+		return h.withoutOffline(w, r, st)
+	}
+	if !st.Recheck {
 		return false
 	}
 	if sess := h.shared.fullSession(r, secure); sess != nil {
@@ -307,6 +316,38 @@ func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, sec
 	h.expireUpstreamCookies(w, r, true)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, prefix+"login?rd="+url.QueryEscape(st.RD), http.StatusFound)
+	return true
+}
+
+// offlineAsked reports whether logins ask K1 for offline_access now.
+func (h *Handler) offlineAsked(ctx context.Context) bool {
+	p, err := h.shared.k1.get(ctx)
+	return err == nil && slices.Contains(h.scopesFor(p), "offline_access")
+}
+
+// withoutOffline answers K1's invalid_scope to offline_access (K1 lists
+// the scope but does not allow it to this client): logins stop asking for
+// it, and a plain login starts again without it, so turning rechecks on
+// never breaks sign-in. Sessions are then rechecked with the access token
+// or through K1 with prompt=none.
+func (h *Handler) withoutOffline(w http.ResponseWriter, r *http.Request, st *loginState) bool {
+	if !h.shared.rechecks.noOffline.Swap(true) {
+		h.logger.Warn("KaseyaOne refused the offline_access scope for this client; logins no longer ask for it and rechecks use the access token or prompt=none (allow the scope and the refresh_token grant for the client at KaseyaOne)")
+	}
+	target := ""
+	switch {
+	case st.Recheck:
+		target = st.RD // the session goes on; its next navigation tries again
+	case st.Purpose == "" && !st.K1Initiated:
+		target = prefix + "login?rd=" + url.QueryEscape(st.RD)
+		if st.Tenant != "" {
+			target += "&tenant=" + url.QueryEscape(st.Tenant)
+		}
+	default:
+		return false // the failure page's link starts again, without the scope
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target, http.StatusFound)
 	return true
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/k1sso/k1sso/caddymodule"
+	"github.com/k1sso/k1sso/internal/hostileop"
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 	"github.com/k1sso/k1sso/k1dev"
@@ -203,4 +204,50 @@ func TestRecheckThroughK1(t *testing.T) {
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/login" {
 		t.Fatalf("the old session after login_required: %d %q, want it revoked", resp.StatusCode, resp.Header.Get("Location"))
 	}
+}
+
+// TestRecheckOfflineScopeRefused: an OP that lists offline_access but
+// answers invalid_scope to it (Ory Hydra does, for a client not allowed
+// the scope) does not break sign-in: the login starts again without it,
+// and later logins no longer ask for it.
+func TestRecheckOfflineScopeRefused(t *testing.T) {
+	op := hostileop.Start(t)
+	op.SetDiscovery(func(d map[string]any) {
+		d["scopes_supported"] = []string{"openid", "email", "profile", "offline_access"}
+	})
+	var refused atomic.Int64
+	op.Set(hostileop.Behavior{Callback: func(v url.Values) {
+		if refused.Add(1) == 1 {
+			v.Del("code")
+			v.Set("error", "invalid_scope")
+			v.Set("error_description", "The OAuth 2.0 Client is not allowed to request scope 'offline_access'.")
+		}
+	}})
+	h := startHostile(t, op, op.URL)
+	c := testenv.NoRedirect(newJar())
+	next := h.px.URL + "/.k1sso/login?rd=/dashboard"
+	var scopes []string
+	for hop := 0; hop < 12 && next != ""; hop++ {
+		resp := get(t, c, next)
+		resp.Body.Close()
+		loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusFound || err != nil {
+			if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/dashboard" {
+				t.Fatalf("login ended with %d at %s", resp.StatusCode, resp.Request.URL.Path)
+			}
+			break
+		}
+		if strings.HasPrefix(loc.String(), op.URL) && loc.Query().Get("scope") != "" {
+			scopes = append(scopes, loc.Query().Get("scope"))
+		}
+		next = loc.String()
+	}
+	if len(scopes) != 2 || !strings.Contains(scopes[0], "offline_access") || strings.Contains(scopes[1], "offline_access") {
+		t.Fatalf("scopes asked: %q; want offline_access once, then a login without it", scopes)
+	}
+	if s := testenv.DecodeSeen(t, get(t, c, h.px.URL+"/dashboard")); s.Header.Get("X-BMS-User") != "bob" {
+		t.Fatal("no session after the login without offline_access")
+	}
+	_, resp := h.login(t)
+	h.accepted(t, resp)
 }

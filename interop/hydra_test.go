@@ -193,7 +193,7 @@ func (h *hydraOP) registerClient(t *testing.T, base string) {
 		"client_name":                         "k1sso interop",
 		"grant_types":                         []string{"authorization_code", "refresh_token"},
 		"response_types":                      []string{"code"},
-		"scope":                               "openid email profile offline_access",
+		"scope":                               "openid email profile",
 		"token_endpoint_auth_method":          "client_secret_basic",
 		"redirect_uris":                       []string{base + "/.k1sso/callback"},
 		"post_logout_redirect_uris":           []string{base + "/login"},
