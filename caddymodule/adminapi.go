@@ -131,7 +131,7 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		resp.Handlers++
 	}
 	k1ssoMetrics.sessionsRevoked(resp.Handlers)
-	a.logger.Info("revocation", zap.String("kind", kind), zap.String(auditField(kind), value),
+	a.logger.Info("revocation", zap.String("kind", kind), auditField(kind, value),
 		zap.Int("handlers", resp.Handlers), zap.Int("cached_sessions", resp.CachedSessions),
 		zap.String("remote_addr", r.RemoteAddr))
 	w.Header().Set("Content-Type", "application/json")
@@ -151,7 +151,7 @@ func (req RevokeRequest) target() (kind, value string, err error) {
 	}
 	switch {
 	case req.Email != "":
-		e := strings.ToLower(strings.TrimSpace(req.Email))
+		e := normalEmail(req.Email)
 		if at := strings.IndexByte(e, '@'); at <= 0 || at == len(e)-1 || len(e) > 254 {
 			return "", "", errors.New("email: not an email address")
 		}
@@ -168,16 +168,16 @@ func (req RevokeRequest) target() (kind, value string, err error) {
 	return revokeSID, req.SID, nil
 }
 
-// auditField is the log field name of a revocation's value, the same as
-// in the login lines.
-func auditField(kind string) string {
+// auditField is the log field of a revocation's value, the same as in the
+// login lines (a sid only as its hash).
+func auditField(kind, value string) zap.Field {
 	switch kind {
 	case revokeEmail:
-		return "email"
+		return zap.String("email", value)
 	case revokeSub:
-		return "k1_sub"
+		return zap.String("k1_sub", value)
 	}
-	return "k1_sid"
+	return sidField(value)
 }
 
 // countMatching counts the cached, unexpired sessions rv ends.

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/textproto"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"go.uber.org/zap"
 )
@@ -117,7 +119,29 @@ func (d *directory) reloadIfChanged() {
 	k1ssoMetrics.directoryReload("success")
 }
 
-// accounts returns the BMS accounts of an email (already lower case).
+// normalEmail is the form in which emails are compared: without the ASCII
+// spaces around it, A-Z lower-cased, every other character as it is. Emails
+// therefore match ASCII-case-insensitively only. Unicode case rules would
+// turn other letters into ASCII ones (the Kelvin sign U+212A lower-cases to
+// "k", U+0130 to "i"), so a K1 account "\u212aate@acme.example" would
+// match "kate@acme.example" of the users file.
+func normalEmail(s string) string {
+	s = textproto.TrimString(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.Map(func(r rune) rune {
+				if r >= 'A' && r <= 'Z' {
+					return r + 'a' - 'A'
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}
+
+// accounts returns the BMS accounts of an email (already in normalEmail
+// form).
 func (d *directory) accounts(email string) []*account {
 	return d.data.Load().byEmail[email]
 }
@@ -178,7 +202,7 @@ func parseUsers(r io.Reader, gen uint64) (*dirData, error) {
 		}
 		line, _ := cr.FieldPos(0)
 		a := &account{
-			Email:      strings.ToLower(strings.TrimSpace(rec[0])),
+			Email:      normalEmail(rec[0]),
 			BMSUser:    strings.TrimSpace(rec[1]),
 			Tenant:     strings.TrimSpace(rec[2]),
 			TenantName: strings.TrimSpace(rec[3]),
@@ -189,7 +213,7 @@ func parseUsers(r io.Reader, gen uint64) (*dirData, error) {
 			}
 		}
 		a.roles = strings.Join(a.Roles, ",")
-		if at := strings.IndexByte(a.Email, '@'); at <= 0 || at == len(a.Email)-1 || strings.ContainsAny(a.Email, " ,<>") {
+		if at := strings.IndexByte(a.Email, '@'); at <= 0 || at == len(a.Email)-1 || strings.ContainsAny(a.Email, " ,<>") || strings.IndexFunc(a.Email, unicode.IsSpace) >= 0 {
 			return nil, fmt.Errorf("line %d: %q is not an email address", line, rec[0])
 		}
 		if a.BMSUser == "" || a.Tenant == "" {

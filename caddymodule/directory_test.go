@@ -68,3 +68,24 @@ func TestSameHeaderName(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalEmail(t *testing.T) {
+	for in, want := range map[string]string{
+		" Bob@ACME.Example\t":    "bob@acme.example",
+		"bob@acme.example":       "bob@acme.example",
+		"\u212aate@acme.example": "\u212aate@acme.example", // Kelvin sign stays
+		"\u0130an@acme.example":  "\u0130an@acme.example",  // so does U+0130
+		"J\u00d6RG@x":            "j\u00d6rg@x",
+		"\u00a0bob@x":            "\u00a0bob@x",
+	} {
+		if got := normalEmail(in); got != want {
+			t.Errorf("normalEmail(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// The users file refuses emails with spaces of any kind.
+	for _, e := range []string{"bob\u00a0@x", "bob\u3000@x", "bob@x\u0085"} {
+		if _, err := parseUsers(strings.NewReader("email,bms_user,tenant,tenant_name,roles\n"+e+",b,t,T,\n"), 1); err == nil {
+			t.Errorf("%q accepted as an email", e)
+		}
+	}
+}

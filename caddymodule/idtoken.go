@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -132,7 +131,7 @@ func (h *Handler) verifyIDToken(ctx context.Context, p *k1Provider, raw, nonce s
 		}
 		c.Email, c.EmailVerified = ui.Email, ui.EmailVerified
 	}
-	c.Email = strings.ToLower(strings.TrimSpace(c.Email))
+	c.Email = normalEmail(c.Email)
 	if !verified(c.EmailVerified) {
 		return nil, fail(http.StatusForbidden, "email_unverified", "Email not verified",
 			"Your KaseyaOne email address is not verified, so it cannot be matched to a BMS account.")

@@ -261,34 +261,50 @@ func (i *injector) snippets(nonce string) pageSnippets {
 	}
 }
 
-// cspStyleRank orders the directives that can govern <style> elements.
-var cspStyleRank = map[string]int{"style-src-elem": 3, "style-src": 2, "default-src": 1}
-
-// cspAllowStyleNonce adds 'nonce-<nonce>' to the directive that governs
-// <style> elements (style-src-elem, else style-src, else default-src) in
-// every policy of a Content-Security-Policy header value, and keeps the
-// rest of the policy as it was. A directive that already allows inline
-// styles ('unsafe-inline' without any nonce or hash, which a nonce would
-// switch off) is left alone; 'none' is replaced.
+// cspAllowStyleNonce lets the injected <style nonce=...> element through
+// every policy of a Content-Security-Policy (or -Report-Only) header value
+// and widens nothing else. In each policy the directive that governs style
+// elements is the first style-src-elem, else style-src, else default-src:
+//
+//   - style-src-elem or style-src gets 'nonce-<nonce>' added. Both are about
+//     styles only, and a nonce never allows a style attribute.
+//   - default-src is left as it is, since a nonce there would also allow
+//     <script nonce=...>. The policy gets a style-src-elem with
+//     default-src's sources plus the nonce instead, which changes nothing
+//     for the page's own styles.
+//
+// 'none' is dropped from the list the nonce joins. A list that allows inline
+// styles already ('unsafe-inline' without any nonce or hash, which a nonce
+// would switch off) is left alone, as is a policy without any of the three
+// directives (styles are not restricted). Each policy is enforced on its
+// own, so every one that restricts styles gets the nonce.
 func cspAllowStyleNonce(header, nonce string) (string, bool) {
 	policies := strings.Split(header, ",")
 	changed := false
 	for pi, pol := range policies {
 		dirs := strings.Split(pol, ";")
-		gov, rank := -1, 0
+		gov, govName := -1, ""
+		seen := map[string]bool{}
 		for di, d := range dirs {
-			name, _, _ := strings.Cut(strings.TrimSpace(d), " ")
-			r := cspStyleRank[strings.ToLower(name)]
-			if r > rank {
-				gov, rank = di, r
+			f := cspFields(d)
+			if len(f) == 0 {
+				continue
+			}
+			name := strings.ToLower(f[0])
+			if seen[name] {
+				continue // browsers use the first of a repeated directive
+			}
+			seen[name] = true
+			if cspStyleRank[name] > cspStyleRank[govName] {
+				gov, govName = di, name
 			}
 		}
 		if gov < 0 {
 			continue
 		}
-		fields := strings.Fields(dirs[gov])
+		fields := cspFields(dirs[gov])
 		inline, keyed := false, false
-		var srcs []string
+		srcs := []string{"style-src-elem"}
 		for _, s := range fields[1:] {
 			ls := strings.ToLower(s)
 			switch {
@@ -305,13 +321,29 @@ func cspAllowStyleNonce(header, nonce string) (string, bool) {
 		if inline && !keyed {
 			continue
 		}
-		lead := ""
-		if strings.HasPrefix(dirs[gov], " ") {
-			lead = " "
+		srcs = append(srcs, "'nonce-"+nonce+"'")
+		if govName == "default-src" {
+			policies[pi] = strings.TrimRight(pol, cspSpace+";") + "; " + strings.Join(srcs, " ")
+		} else {
+			lead := dirs[gov][:len(dirs[gov])-len(strings.TrimLeft(dirs[gov], cspSpace))]
+			srcs[0] = fields[0]
+			dirs[gov] = lead + strings.Join(srcs, " ")
+			policies[pi] = strings.Join(dirs, ";")
 		}
-		dirs[gov] = lead + strings.Join(append(append([]string{fields[0]}, srcs...), "'nonce-"+nonce+"'"), " ")
-		policies[pi] = strings.Join(dirs, ";")
 		changed = true
 	}
 	return strings.Join(policies, ","), changed
+}
+
+// cspStyleRank orders the directives that can govern style elements.
+var cspStyleRank = map[string]int{"style-src-elem": 3, "style-src": 2, "default-src": 1}
+
+// cspSpace is the white space of CSP's grammar: ASCII only, so a directive
+// written with another space (U+00A0) is what browsers see, an unknown one.
+const cspSpace = " \t\n\f\r"
+
+// cspFields splits a directive into its name and sources at CSP's white
+// space.
+func cspFields(d string) []string {
+	return strings.FieldsFunc(d, func(c rune) bool { return strings.ContainsRune(cspSpace, c) })
 }

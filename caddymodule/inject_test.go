@@ -45,8 +45,8 @@ var bigPage = func() []byte {
 }()
 
 // pageUpstream serves fixed pages in the coding asked with ?enc=
-// (gzip, zstd, or br: a body the proxy cannot decode), with the CSP of
-// ?csp=, and in pieces with ?split=; http.ServeContent answers HEAD,
+// (gzip, zstd, or br: a body the proxy cannot decode), with the CSPs of
+// ?csp= (and Report-Only ones of ?cspro=), and in pieces with ?split=; http.ServeContent answers HEAD,
 // If-None-Match and Range. It echoes the Accept-Encoding it saw.
 func pageUpstream(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,8 +96,11 @@ func pageUpstream(t *testing.T) *httptest.Server {
 		if e := q.Get("enc"); e != "" {
 			hdr.Set("Content-Encoding", e)
 		}
-		if csp := q.Get("csp"); csp != "" {
-			hdr.Set("Content-Security-Policy", csp)
+		for _, csp := range q["csp"] {
+			hdr.Add("Content-Security-Policy", csp)
+		}
+		for _, csp := range q["cspro"] {
+			hdr.Add("Content-Security-Policy-Report-Only", csp)
 		}
 		hdr.Set("ETag", `"v1"`)
 		if q.Has("split") {
@@ -454,6 +457,85 @@ func TestInjectUnderCSP(t *testing.T) {
 	}
 	if bg != "rgb(11, 92, 171)" {
 		t.Fatalf("login link background under CSP = %q: the injected style was blocked", bg)
+	}
+}
+
+// TestInjectCSPNonceNotInDefaultSrc: under an upstream policy of
+// default-src 'none' the injected style gets a style-src-elem of its own;
+// default-src stays as the upstream sent it, so the nonce never allows a
+// script, in every CSP header, enforced or Report-Only. In Chromium the
+// style applies and a script carrying the nonce does not run.
+func TestInjectCSPNonceNotInDefaultSrc(t *testing.T) {
+	w, _ := injectWorld(t)
+	r := fetchRaw(t, nil, "GET", w.px.URL+"/login?csp="+urlQuery("default-src 'none'"))
+	m := nonceRE.FindSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("no nonce on the injected style: %s", r.body)
+	}
+	nonce := "'nonce-" + string(m[1]) + "'"
+	if got, want := r.header.Get("Content-Security-Policy"), "default-src 'none'; style-src-elem "+nonce; got != want {
+		t.Fatalf("CSP\n got %q\nwant %q", got, want)
+	}
+
+	// Two enforced headers, one with two policies, and a Report-Only one.
+	q := "csp=" + urlQuery("default-src 'none'; img-src 'self'") + "&csp=" + urlQuery("default-src 'self'; script-src 'none', default-src 'none'") +
+		"&cspro=" + urlQuery("default-src 'none'; report-uri /csp")
+	r = fetchRaw(t, nil, "GET", w.px.URL+"/login?"+q)
+	m = nonceRE.FindSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("no nonce on the injected style: %s", r.body)
+	}
+	nonce = "'nonce-" + string(m[1]) + "'"
+	want := map[string][]string{
+		"Content-Security-Policy": {"default-src 'none'; img-src 'self'; style-src-elem " + nonce,
+			"default-src 'self'; script-src 'none'; style-src-elem 'self' " + nonce + ", default-src 'none'; style-src-elem " + nonce},
+		"Content-Security-Policy-Report-Only": {"default-src 'none'; report-uri /csp; style-src-elem " + nonce},
+	}
+	for name, vals := range want {
+		if got := r.header.Values(name); strings.Join(got, "\n") != strings.Join(vals, "\n") {
+			t.Errorf("%s\n got %q\nwant %q", name, got, vals)
+		}
+	}
+
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, a := range []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(w.px.URL + "/login?csp=" + urlQuery("default-src 'none'")),
+		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
+	} {
+		if _, err := chromedp.Run(ctx, a); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
+	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.getElementById('k1sso-login-link')).backgroundColor`))
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if bg != "rgb(11, 92, 171)" {
+		t.Fatalf("login link background under default-src 'none' = %q: the injected style was blocked", bg)
+	}
+	// Markup that learnt the nonce (it is in the page) adds a script with it.
+	ran, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+		const s = document.createElement('script');
+		s.nonce = document.querySelector('style[nonce]').nonce;
+		s.textContent = 'document.body.dataset.ran = "yes"';
+		document.body.appendChild(s);
+		return document.body.dataset.ran || "no";
+	})()`))
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if ran != "no" {
+		t.Fatal("a script carrying the style nonce ran under the upstream's default-src 'none'")
 	}
 }
 

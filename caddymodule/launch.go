@@ -131,7 +131,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	// the tenant's company link no longer admits.
 	e := h.activeSession(r)
 	if e != nil && (tenant == "" || tenant == e.s.Tenant()) &&
-		(hint == "" || !strings.Contains(hint, "@") || strings.EqualFold(hint, e.s.Email())) &&
+		(hint == "" || !strings.Contains(hint, "@") || normalEmail(hint) == e.s.Email()) &&
 		h.sessionAdmitted(r, e) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, target, http.StatusFound)

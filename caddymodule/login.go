@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -165,8 +167,20 @@ func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request, err error) {
 	h.page(w, r, http.StatusServiceUnavailable, pageData{
 		Title:   "KaseyaOne is unreachable",
 		Message: "Sign-in through KaseyaOne is not possible right now because KaseyaOne cannot be reached. Please try again in a minute.",
-		Links:   []pageLink{{Href: r.URL.RequestURI(), Text: "Try again"}},
+		Links:   []pageLink{h.retryLink(r)},
 	})
+}
+
+// sidField logs a K1 session ID as k1_sid_hash, the first 16 hex digits
+// of its SHA-256: the sid itself is all a front-channel logout needs, so
+// whoever reads the logs could end that K1 session's proxy sessions. The
+// hash still ties the lines of one K1 session together.
+func sidField(sid string) zap.Field {
+	if sid == "" {
+		return zap.Skip()
+	}
+	sum := sha256.Sum256([]byte(sid))
+	return zap.String("k1_sid_hash", hex.EncodeToString(sum[:8]))
 }
 
 // discoveryFailure is the refusal of a login whose discovery failed (err
@@ -242,7 +256,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.keepK1Tokens(r.Context(), sess)
 	h.logger.Info("login", zap.String("outcome", "success"), zap.String("k1_sub", sess.Subject),
-		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), zap.String("k1_sid", sess.SID))
+		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), sidField(sess.SID))
 	// The reason of a success tells SP-initiated logins from K1 launches.
 	if st.K1Initiated {
 		h.metrics.login("success", "k1_initiated")
@@ -269,7 +283,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		expireCookie(w, cookieName(loginCookiePre+state[:12], secure), secure)
 	}
 	if e := q.Get("error"); e != "" {
-		return nil, nil, k1Error(e, q.Get("error_description"))
+		return nil, nil, k1Error(e, q.Get("error_description"), stErr == nil)
 	}
 	if stErr != nil {
 		return nil, nil, stErr
@@ -392,8 +406,17 @@ func (h *Handler) loginStateFor(r *http.Request, state string, secure bool) (*lo
 	return &st, nil
 }
 
-// k1Error turns K1's error= answer into a readable refusal.
-func k1Error(code, desc string) *loginFailure {
+// k1Error turns K1's error= answer into a readable refusal. Anyone can
+// link to the callback with an error and a description of their own, so
+// K1's words are shown only for a login this browser started (pending);
+// any other such answer gets the page of a login that did not start here.
+// The reason keeps the code either way (metrics bound its values).
+func k1Error(code, desc string, pending bool) *loginFailure {
+	reason := "k1_error_" + sanitizeCode(code)
+	if !pending {
+		return fail(http.StatusBadRequest, reason, "Sign-in expired or started elsewhere",
+			"This sign-in did not start in this browser, or it took too long. Start a new sign-in.")
+	}
 	msg := "KaseyaOne did not complete the sign-in"
 	switch code {
 	case "access_denied":
@@ -403,9 +426,9 @@ func k1Error(code, desc string) *loginFailure {
 	case "temporarily_unavailable", "server_error":
 		msg = "KaseyaOne had a problem. Please try again in a minute."
 	}
-	f := fail(http.StatusBadRequest, "k1_error_"+sanitizeCode(code), "KaseyaOne did not sign you in", msg)
+	f := fail(http.StatusBadRequest, reason, "KaseyaOne did not sign you in", msg)
 	if desc != "" {
-		f.message += " (" + truncate(desc, 200) + ")"
+		f.message += " (" + strings.ToValidUTF8(truncate(desc, 200), "") + ")"
 	}
 	if code == "access_denied" {
 		f.status = http.StatusForbidden

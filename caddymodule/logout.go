@@ -253,7 +253,7 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 	h.shared.clearSession(w, secure)
 	expireCookie(w, cookieName(adminCookie, secure), secure) // the admin page's sign-in ends too
 	h.expireUpstreamCookies(w, r, false)
-	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), zap.String("k1_sid", sess.SID))
+	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), sidField(sess.SID))
 	if via == "bms_logout" {
 		h.metrics.logout(logoutBMS)
 	} else {
@@ -361,7 +361,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		h.revokeK1Until(ctx, lt.SessionID, lt.Subject, before, until)
 		known = true
 	}
-	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), zap.String("k1_sid", lt.SessionID), zap.Bool("known", known))
+	h.logger.Info("back-channel logout", zap.String("k1_sub", lt.Subject), sidField(lt.SessionID), zap.Bool("known", known))
 	h.metrics.logout(logoutBackchannel)
 	w.WriteHeader(http.StatusOK)
 	return nil
@@ -411,7 +411,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		h.shared.clearSession(w, secure)
 		h.expireUpstreamCookies(w, r, true)
 	}
-	h.logger.Info("front-channel logout", zap.String("k1_sid", sid), zap.Bool("known", known))
+	h.logger.Info("front-channel logout", sidField(sid), zap.Bool("known", known))
 	h.metrics.logout(logoutFrontchannel)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p>Signed out of BMS.</p>\n"))

@@ -15,6 +15,7 @@ func TestRevokeRequestTarget(t *testing.T) {
 		ok          bool
 	}{
 		{RevokeRequest{Email: " Bob@Acme.example "}, revokeEmail, "bob@acme.example", true},
+		{RevokeRequest{Email: "\u212aate@acme.example"}, revokeEmail, "\u212aate@acme.example", true}, // the Kelvin sign is not k
 		{RevokeRequest{Sub: "k1|bob"}, revokeSub, "k1|bob", true},
 		{RevokeRequest{SID: "s1"}, revokeSID, "s1", true},
 		{RevokeRequest{}, "", "", false},

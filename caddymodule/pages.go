@@ -79,6 +79,14 @@ func (h *Handler) pageHeaders(w http.ResponseWriter, styleNonce string) {
 		"; frame-ancestors 'none'; base-uri 'none'")
 }
 
+// retryLink is a "Try again" link to the request's own address. Like
+// every link and redirect k1sso builds from a request, it goes through
+// localTarget: "//evil.example/x" is a path to the server but a link to
+// another site, so anything but a clean local path becomes the landing page.
+func (h *Handler) retryLink(r *http.Request) pageLink {
+	return pageLink{Href: h.redirectTarget(r.URL.RequestURI()), Text: "Try again"}
+}
+
 // methodNotAllowed answers a method an endpoint does not serve.
 func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) error {
 	w.Header().Set("Allow", allow)

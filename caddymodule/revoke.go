@@ -259,7 +259,7 @@ func (r *revoker) load(ctx context.Context) error {
 // revokeSession ends one proxy session everywhere.
 func (h *Handler) revokeSession(ctx context.Context, s *session) {
 	h.shared.revoker.revoke(ctx, revocation{Kind: revokeID, Value: s.ID, Expires: s.Expires})
-	h.logger.Info("revocation", zap.String("kind", revokeID), zap.String("k1_sub", s.Subject), zap.String("k1_sid", s.SID))
+	h.logger.Info("revocation", zap.String("kind", revokeID), zap.String("k1_sub", s.Subject), sidField(s.SID))
 	h.metrics.sessionsRevoked(1)
 }
 
@@ -337,7 +337,7 @@ func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, un
 	h.metrics.sessionsRevoked(1)
 	if sid != "" {
 		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: until})
-		h.logger.Info("revocation", zap.String("kind", revokeSID), zap.String("k1_sid", sid))
+		h.logger.Info("revocation", zap.String("kind", revokeSID), sidField(sid))
 		return
 	}
 	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: before, K1: true, Expires: until})
@@ -372,7 +372,7 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		h.page(w, r, http.StatusServiceUnavailable, pageData{
 			Title:   "Sign-in temporarily unavailable",
 			Message: "Your KaseyaOne session cannot be checked right now because the session store is unreachable. Please try again in a moment.",
-			Links:   []pageLink{{Href: r.URL.RequestURI(), Text: "Try again"}},
+			Links:   []pageLink{h.retryLink(r)},
 		})
 		return nil
 	}

@@ -102,7 +102,14 @@ func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request) error {
 	}
 	sess.Tenant = acc.Tenant
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
-		return err
+		// The session fitted the cookie chunks without a tenant but not
+		// with this one (a large ID token and a long tenant id). Nothing
+		// was written: the browser keeps the session it has.
+		h.logger.Warn("writing the session cookie", zap.String("tenant", acc.Tenant), zap.Error(err))
+		h.page(w, r, http.StatusBadRequest, pageData{Title: "Tenant not chosen",
+			Message: "Your KaseyaOne sign-in is too large to be stored in your browser together with this tenant. Choose another tenant, or ask your BMS administrator.",
+			Links:   []pageLink{{Href: prefix + "tenant", Text: "Choose a tenant"}, {Href: prefix + "logout", Text: "Sign out", Secondary: true}}})
+		return nil
 	}
 	h.logger.Info("tenant chosen", zap.String("k1_sub", sess.Subject), zap.String("tenant", sess.Tenant))
 	http.Redirect(w, r, h.redirectTarget(r.PostForm.Get("rd")), http.StatusSeeOther)

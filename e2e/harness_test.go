@@ -1,4 +1,4 @@
-// Package e2e runs the flows of DESIGN.md end to end in a real Chromium:
+// Package e2e runs every sign-in and logout flow end to end in a real Chromium:
 // the built Caddy with the k1sso module as a process, k1dev and the demo BMS
 // in-process, all on free loopback ports. Every flow runs twice: on http,
 // as the quick start runs, and on https as production runs (Caddy's

@@ -5,11 +5,15 @@ package examples_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/k1sso/k1sso/caddymodule"
 	"github.com/k1sso/k1sso/internal/testenv"
@@ -100,3 +104,50 @@ func k1ssoHandlers(t *testing.T, cfg []byte) []json.RawMessage {
 	walk(root)
 	return out
 }
+
+// TestCaddyfilesFormatted keeps every Caddyfile the project shows in caddy
+// fmt style: the example files, the demo's Caddyfile and each caddyfile
+// block of README.md and docs/*.md. Caddy warns "Caddyfile input is not
+// formatted" for anything else, and users copy these.
+func TestCaddyfilesFormatted(t *testing.T) {
+	root := testenv.RepoRoot()
+	examples, err := filepath.Glob(filepath.Join(root, "examples", "*.Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, src []byte) {
+		if w, bad := caddyfile.FormattingDifference(name, src); bad {
+			t.Errorf("%s: %s (line %d)", name, w.Message, w.Line)
+		}
+	}
+	for _, f := range append(examples, filepath.Join(root, "Caddyfile")) {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, _ := filepath.Rel(root, f)
+		check(name, src)
+	}
+	blocks := 0
+	for _, f := range append(docs, filepath.Join(root, "README.md")) {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, _ := filepath.Rel(root, f)
+		for i, m := range caddyfileBlock.FindAllSubmatch(src, -1) {
+			blocks++
+			check(fmt.Sprintf("%s, caddyfile block %d", name, i+1), m[1])
+		}
+	}
+	if blocks == 0 {
+		t.Error("no caddyfile block found in README.md and docs/")
+	}
+}
+
+// caddyfileBlock is a fenced caddyfile code block of a Markdown page.
+var caddyfileBlock = regexp.MustCompile("(?ms)^```caddyfile\n(.*?)^```")

@@ -101,7 +101,7 @@ const (
 	carolTOTPSecret = "JBSWY3DPEHPK3PXPCAROLAAAAAAAAAAA"
 )
 
-// DefaultConfig returns the demo data of DESIGN.md: companies "Acme MSP" and
+// DefaultConfig returns the demo data (the README's demo users): companies "Acme MSP" and
 // "Other Co", users alice, bob and carol, the client bms-proxy and the module
 // BMS. Each call returns a fresh copy.
 func DefaultConfig() *Config {

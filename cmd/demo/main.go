@@ -41,7 +41,7 @@ import (
 	"github.com/k1sso/k1sso/k1dev"
 )
 
-// The demo world's addresses (DESIGN.md, "Demo data").
+// The demo world's addresses (the URLs the README lists).
 const (
 	k1Addr    = "127.0.0.1:9000"
 	k1Issuer  = "http://127.0.0.1:9000"

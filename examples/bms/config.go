@@ -31,7 +31,7 @@ type Config struct {
 	Accounts []Account
 }
 
-// DefaultConfig returns the BMS side of the demo world in DESIGN.md:
+// DefaultConfig returns the BMS side of the demo world (the README's demo users):
 //
 //	tenant     user        password         roles
 //	acme       alice       alice-bms        admin
