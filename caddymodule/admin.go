@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+	"go.uber.org/zap"
 )
 
 // The admin page: /.k1sso/admin shows the switch of every tenant the
@@ -201,11 +202,20 @@ func (h *Handler) rememberAdmin(w http.ResponseWriter, r *http.Request, sess *se
 	if len(h.adminTenants(sess.Email)) == 0 {
 		return
 	}
+	now := time.Now()
+	// Like a session, the sign-in a logout must end has its login record
+	// before its cookie: a K1 logout of its sid or user revokes only what
+	// has one.
+	rec := &session{SID: sess.SID, Subject: sess.Subject, Email: sess.Email, Expires: now.Add(adminCookieAge).Unix()}
+	if err := h.recordLogin(r.Context(), rec); err != nil {
+		h.logger.Warn("storing the login record of an admin sign-in failed", zap.Error(err))
+		return
+	}
 	n, ok := h.adminNonce(r)
 	if !ok {
-		n = adminNonce{N: randomID(18), Issued: time.Now().Unix()}
+		n = adminNonce{N: randomID(18), Issued: now.Unix()}
 	}
-	n.Email, n.Subject, n.SID, n.SignedIn = sess.Email, sess.Subject, sess.SID, time.Now().Unix()
+	n.Email, n.Subject, n.SID, n.SignedIn = sess.Email, sess.Subject, sess.SID, now.Unix()
 	h.setAdminCookie(w, r, n)
 }
 

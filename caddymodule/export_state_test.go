@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,12 +16,17 @@ func ShiftClock(tb testing.TB, d time.Duration) {
 // SetStoreSweep sets how often the caddy store drops expired entries.
 func SetStoreSweep(tb testing.TB, d time.Duration) { setTunable(tb, caddyStoreSweep, d) }
 
-// IntegrationCacheLen is the number of tenants the integration caches of
-// every pooled state hold.
-func IntegrationCacheLen() int {
+// IntegrationCacheLen is the number of tenants whose names start with
+// prefix that the integration caches of every pooled state hold (other
+// tests' caches live on in the same process, with tenants of their own).
+func IntegrationCacheLen(prefix string) int {
 	n := 0
 	integrationCaches.Range(func(_, v any) bool {
-		n += v.(*integrationCache).entries.Len()
+		for _, k := range v.(*integrationCache).entries.Keys() {
+			if strings.HasPrefix(k, prefix) {
+				n++
+			}
+		}
 		return true
 	})
 	return n

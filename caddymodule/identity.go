@@ -124,16 +124,39 @@ func (h *Handler) setIdentity(r *http.Request, e *sessionEntry, d *derived) {
 // an operator-configured header, whatever its case and with '_' for '-',
 // and takes their names out of the client's Connection header, where they
 // would make the proxy delete the headers k1sso sets (hop-by-hop rules).
+// Client copies of the path-override headers go too.
 func stripIdentityHeaders(hdr http.Header, extra map[string]string) {
 	for k := range hdr {
 		if k == "Connection" {
 			stripConnectionTokens(hdr, extra)
 			continue
 		}
-		if isIdentityName(k, extra) {
+		if isIdentityName(k, extra) || isPathOverride(k) {
 			delete(hdr, k)
 		}
 	}
+}
+
+// pathOverrides are request headers that servers behind a proxy read as
+// the path to route by instead of the request line's: IIS rewrite setups,
+// Symfony and Zend (X-Original-URL, X-Rewrite-URL), auth proxies'
+// conventions (X-Original-URI, X-Forwarded-Uri). k1sso decides on the
+// path it forwards, so a client's copy of them would let a request to a
+// public path reach any page.
+var pathOverrides = []string{"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Forwarded-Uri"}
+
+// isPathOverride reports whether a header name is (a variant of) one of
+// pathOverrides.
+func isPathOverride(k string) bool {
+	if len(k) < len("X-Rewrite-Url") || (k[0] != 'X' && k[0] != 'x') {
+		return false
+	}
+	for _, name := range pathOverrides {
+		if sameHeaderName(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // isIdentityName reports whether a header name is (a variant of) an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,6 +19,40 @@ import (
 // userinfo): a slow K1 gets a 503 page, not a hanging browser. A variable so
 // tests can shorten it.
 var k1Timeout = 10 * time.Second
+
+// maxK1Answer bounds the body of every answer from K1. go-oidc reads
+// discovery and userinfo answers whole, and a hostile or broken OP on a
+// fast link can send gigabytes within k1Timeout; real answers are a few
+// kilobytes.
+const maxK1Answer = 1 << 20
+
+// errK1AnswerTooLarge ends the reading of an answer past maxK1Answer.
+var errK1AnswerTooLarge = errors.New("the KaseyaOne answer is larger than 1 MiB")
+
+// boundedBody is a response body that fails past its limit, so the caller
+// sees an error rather than a cut document.
+type boundedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a body of exactly the limit from a longer one.
+		var one [1]byte
+		n, err := b.ReadCloser.Read(one[:])
+		if n > 0 {
+			return 0, errK1AnswerTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
 
 // Discovery backoff: the first retry after a failure waits minBackoff, each
 // next one twice as long, up to maxBackoff. Variables so tests can shorten

@@ -111,7 +111,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	}
 	http.SetCookie(w, newCookie(cookieName(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
-	if lr.loginHint != "" {
+	if lr.loginHint != "" && validLoginHint(lr.loginHint) {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
 	}
 	switch {

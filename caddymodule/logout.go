@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,8 +20,8 @@ func init() {
 		if len(args) != 1 {
 			return d.Errf("k1sso: logout_path takes exactly one path")
 		}
-		if !isLocalPath(args[0]) {
-			return d.Errf("k1sso: logout_path: %q must be a local path starting with /", args[0])
+		if !matchablePath(args[0]) {
+			return d.Errf("k1sso: logout_path: %q must be a local path starting with /, in clean form (no query, no //, /./ or /../, no ; or %%)", args[0])
 		}
 		h.LogoutPath = args[0]
 		return nil
@@ -66,7 +67,8 @@ type LogoutOptions struct {
 	// without a trailing `/` and for every path below it, as BMS's servers
 	// read those. A request another site started (Sec-Fetch-Site
 	// `cross-site` or `same-site`, or an Origin or Referer of another
-	// origin) gets a sign-out confirmation instead. A request without a K1
+	// origin), or a same-origin one no user started (an image tag, a
+	// prefetch), gets a sign-out confirmation instead. A request without a K1
 	// session passes through untouched. Default: none (BMS's logout is not
 	// intercepted).
 	LogoutPath string `json:"logout_path,omitempty"`
@@ -102,8 +104,8 @@ func validCookieName(s string) bool {
 }
 
 func (h *Handler) provisionLogout(ctx caddy.Context) error {
-	if h.LogoutPath != "" && !isLocalPath(h.LogoutPath) {
-		return fmt.Errorf("logout_path: %q must be a local path starting with /", h.LogoutPath)
+	if h.LogoutPath != "" && !matchablePath(h.LogoutPath) {
+		return fmt.Errorf("logout_path: %q must be a local path starting with /, in clean form (no query, no //, /./ or /../, no ; or %%)", h.LogoutPath)
 	}
 	for _, n := range h.UpstreamCookies {
 		if !validCookieName(n) {
@@ -136,12 +138,12 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 
 // interceptLogout turns a request to BMS's logout_path (see isLogoutPath)
 // that carries a K1 session into a global logout: BMS first, as the user,
-// then the proxy and K1 sessions end. A request another site started gets
-// the sign-out confirmation of /.k1sso/logout instead, and the session
-// stays. sess is the whole session, read before k1sso's cookies were
+// then the proxy and K1 sessions end. A request another site started, or
+// one no user started (userStarted), gets the sign-out confirmation of
+// /.k1sso/logout instead, and the session stays. sess is the whole session, read before k1sso's cookies were
 // dropped from the request.
 func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry, sess *session) error {
-	if !h.sameOriginRequest(r) {
+	if !h.sameOriginRequest(r) || !userStarted(r) {
 		h.confirmLogout(w, r, sess, prefix+"logout?then=bms")
 		return nil
 	}
@@ -187,6 +189,21 @@ func (h *Handler) sameOriginRequest(r *http.Request) bool {
 		return err == nil && u.Scheme+"://"+u.Host == origin
 	}
 	return true
+}
+
+// userStarted reports whether a request may be the user's own doing: a
+// navigation, or a script of the page (fetch, XHR). Fetch Metadata tells
+// apart what only a page's content asks for — an image, style or script
+// tag (mode no-cors), a prefetch or prerender — which BMS content such as
+// a ticket's HTML may hold on this very origin. Navigations of frames
+// count as the user's: a BMS whose logout link opens in a frame must keep
+// logging out (k1sso's confirmation page cannot be framed). Without Fetch
+// Metadata (older browsers, other clients) a request counts as the user's.
+func userStarted(r *http.Request) bool {
+	if strings.Contains(r.Header.Get("Sec-Purpose"), "prefetch") || strings.EqualFold(r.Header.Get("Purpose"), "prefetch") {
+		return false
+	}
+	return r.Header.Get("Sec-Fetch-Mode") != "no-cors"
 }
 
 // confirmLogout shows the sign-out confirmation: a POST form with a CSRF

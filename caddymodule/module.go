@@ -253,8 +253,8 @@ func (h *Handler) buildConfig() (*config, error) {
 	if c.loginPath == "" {
 		c.loginPath = "/login"
 	}
-	if !isLocalPath(c.loginPath) {
-		return nil, fmt.Errorf("login_path: %q must be a local path starting with /", c.loginPath)
+	if !matchablePath(c.loginPath) {
+		return nil, fmt.Errorf("login_path: %q must be a local path starting with /, in clean form (no query, no //, /./ or /../, no ; or %%)", c.loginPath)
 	}
 	if c.landingPage == "" {
 		c.landingPage = "/"

@@ -71,6 +71,18 @@ func canonicalPath(u *url.URL) bool {
 	return true
 }
 
+// matchablePath reports whether a configured path (login_path,
+// logout_path) is one a request path can equal: a local path in canonical
+// form (see canonicalPath) without query or fragment. Any other value
+// would silently never match.
+func matchablePath(p string) bool {
+	if !isLocalPath(p) || strings.ContainsAny(p, "?#") {
+		return false
+	}
+	u, err := url.Parse(p)
+	return err == nil && u.Path == p && canonicalPath(u)
+}
+
 // separatorLookalike reports characters that Windows' best-fit mapping
 // (ANSI code pages) or Unicode compatibility normalization turn into `/`,
 // `\`, `.`, `;` or `%`, so that a server behind the proxy may read

@@ -20,6 +20,9 @@ type whoami struct {
 
 // serveWhoami answers the current identity, or 401 without a session.
 func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return h.methodNotAllowed(w, r, "GET, HEAD")
+	}
 	now := time.Now()
 	e := h.shared.lookupSession(r, h.secure(r), now)
 	if e == nil || h.revoked(e, now) {
@@ -47,6 +50,9 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 
 // serveJWKS publishes the public key of X-K1-Assertion.
 func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return h.methodNotAllowed(w, r, "GET, HEAD")
+	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/jwk-set+json")
 	hdr.Set("Cache-Control", "public, max-age=300")
