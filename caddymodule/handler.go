@@ -55,6 +55,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if e != nil && e.s.Tenant() != "" {
 		if id := h.identity(r, e, now); id != nil {
+			if done, err := h.recheckAtK1(w, r, e, now); done {
+				return err
+			}
 			h.setIdentity(r, e, id)
 			return h.nextInjected(w, r, next, e)
 		}
@@ -88,6 +91,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return h.serveBackchannelLogout(w, r)
 	case "frontchannel-logout":
 		return h.serveFrontchannelLogout(w, r)
+	case "replay":
+		return h.serveReplay(w, r)
 	case "admin":
 		return h.serveAdmin(w, r)
 	}
@@ -127,6 +132,9 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 			reason = "session cookie invalid, expired or for another tenant"
 		}
 		ce.Write(zap.String("path", r.URL.Path), zap.String("reason", reason))
+	}
+	if done, err := h.keepForm(w, r, e); done {
+		return err
 	}
 	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)

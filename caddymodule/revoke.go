@@ -386,6 +386,9 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		return h.nextInjected(w, r, next, nil)
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if done, err := h.keepForm(w, r, nil); done {
+		return err
+	}
 	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "session_ended", "login": h.cfg.loginPath})

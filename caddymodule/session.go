@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+	"golang.org/x/oauth2"
 )
 
 // session is what the session cookie carries, encrypted and signed. Short
@@ -30,12 +31,15 @@ type session struct {
 	// the user at K1 is compared with it, not with an instance's clock.
 	K1Issued int64 `json:"ki,omitempty"`
 	Expires  int64 `json:"x"` // unix seconds
+
+	k1Tokens *oauth2.Token // from the login, for the recheck (recheck.go); never in the cookie
 }
 
 // sessionEntry is a decoded session in the cache.
 type sessionEntry struct {
 	s       cachedSession
 	derived atomic.Pointer[derived]
+	recheck atomic.Int64 // next recheck (unix s), or recheckViaK1; see recheck.go
 }
 
 // cachedSession is the part of a session that requests read, packed into
