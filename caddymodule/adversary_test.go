@@ -204,3 +204,35 @@ func TestLogoutPathNotBySubresources(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginHintIsFiltered: a login_hint from a request reaches K1 only
+// when it is short and free of control characters, on every way in (the
+// login link as well as K1's initiate).
+func TestLoginHintIsFiltered(t *testing.T) {
+	w := newLaunchWorld(t)
+	nr := testenv.NoRedirect(nil)
+	for _, tc := range []struct {
+		hint string
+		sent bool
+	}{
+		{"bob@acme.example", true},
+		{"bob@acme.example\r\nX: y", false},
+		{"bob\x00@acme.example", false},
+		{strings.Repeat("b", 300) + "@acme.example", false},
+	} {
+		for _, u := range []string{
+			w.px.URL + "/.k1sso/login?rd=/x&login_hint=" + url.QueryEscape(tc.hint),
+			w.initiateURL("iss", w.k1.URL, "login_hint", tc.hint, "tenant", "acme"),
+		} {
+			resp := get(t, nr, u)
+			resp.Body.Close()
+			loc := resp.Header.Get("Location")
+			if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, w.k1.URL) {
+				t.Fatalf("%q: %d %q, want a redirect to K1", u, resp.StatusCode, loc)
+			}
+			if sent := strings.Contains(loc, "login_hint="); sent != tc.sent {
+				t.Errorf("%.60q: login_hint sent to K1 %v, want %v (%s)", tc.hint, sent, tc.sent, loc)
+			}
+		}
+	}
+}

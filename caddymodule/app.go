@@ -90,6 +90,7 @@ func (s *shared) start() error {
 	go s.k1.warm(s.bg)
 	go s.revoker.run(s.bg)
 	go s.dir.watch()
+	s.rechecks.start(s.bg)
 	s.running.Store(true)
 	return nil
 }

@@ -59,6 +59,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if e != nil && e.s.Tenant() != "" {
 		if id := h.identity(r, e, now); id != nil {
+			if done, err := h.recheckAtK1(w, r, e, now); done {
+				return err
+			}
 			h.setIdentity(r, e, id)
 			h.reissue(w, r, e, renew)
 			if isStreamRequest(r) {
@@ -96,6 +99,8 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return h.serveBackchannelLogout(w, r)
 	case "frontchannel-logout":
 		return h.serveFrontchannelLogout(w, r)
+	case "replay":
+		return h.serveReplay(w, r)
 	case "admin":
 		return h.serveAdmin(w, r)
 	}
@@ -135,6 +140,9 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 			reason = "session cookie invalid, expired or for another tenant"
 		}
 		ce.Write(zap.String("path", r.URL.Path), zap.String("reason", reason))
+	}
+	if done, err := h.keepForm(w, r, e); done {
+		return err
 	}
 	if !isNavigation(r) {
 		unauthorized(w, "unauthorized", prefix+"login")

@@ -144,6 +144,8 @@ type k1Provider struct {
 	algs       []string
 	// issParam: K1 puts iss in every authorization response (RFC 9207).
 	issParam bool
+	// offline: discovery's scopes_supported names offline_access.
+	offline bool
 }
 
 // verifierWithSkew returns the verifier of ID tokens whose exp check allows
@@ -291,6 +293,7 @@ func (k *k1Client) discover(caller context.Context) (*k1Provider, error) {
 		EndSession string   `json:"end_session_endpoint"`
 		Algs       []string `json:"id_token_signing_alg_values_supported"`
 		IssParam   bool     `json:"authorization_response_iss_parameter_supported"`
+		Scopes     []string `json:"scopes_supported"`
 	}
 	if err := prov.Claims(&meta); err != nil {
 		return nil, err
@@ -318,6 +321,7 @@ func (k *k1Client) discover(caller context.Context) (*k1Provider, error) {
 		endSession: meta.EndSession,
 		algs:       algs,
 		issParam:   meta.IssParam,
+		offline:    slices.Contains(meta.Scopes, "offline_access"),
 	}
 	return p, nil
 }

@@ -80,6 +80,14 @@ func (h *Handler) provisionLaunch(ctx caddy.Context) error {
 // username; RFC 5321 caps an address at 254 bytes).
 const maxLoginHint = 256
 
+// validLoginHint reports whether a login_hint from a request may be passed
+// on to K1: short, and without control characters. Every way in (the
+// login link, K1's initiate) starts its login through startLogin, which
+// drops any other hint.
+func validLoginHint(hint string) bool {
+	return len(hint) <= maxLoginHint && !strings.ContainsFunc(hint, func(c rune) bool { return c < 0x20 || c == 0x7f })
+}
+
 // serveInitiate is third-party initiated login (OIDC Core §4): K1's My
 // Modules and app launcher send the browser here with iss, login_hint,
 // target_link_uri and tenant, as query (GET) or form (POST).
@@ -114,9 +122,6 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	hint := params.Get("login_hint")
-	if len(hint) > maxLoginHint || strings.ContainsFunc(hint, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
-		hint = ""
-	}
 	target := h.cfg.landingPage
 	if raw := params.Get("target_link_uri"); raw != "" {
 		if t, ok := h.insideExternal(r, raw); ok {

@@ -34,6 +34,9 @@ type loginState struct {
 	// finish their own action after the login.
 	Purpose string `json:"p,omitempty"`
 	Payload string `json:"d,omitempty"`
+	// Recheck marks a prompt=none login that rechecks a live session
+	// (recheck.go): its failure ends that session.
+	Recheck bool `json:"rc,omitempty"`
 }
 
 // loginRequest is what starts a login.
@@ -46,6 +49,7 @@ type loginRequest struct {
 	k1Initiated bool
 	purpose     string
 	payload     string
+	recheck     bool
 }
 
 // serveLogin starts an SP-initiated login: GET /.k1sso/login?rd=&tenant=.
@@ -104,6 +108,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 		K1Initiated: lr.k1Initiated,
 		Purpose:     lr.purpose,
 		Payload:     lr.payload,
+		Recheck:     lr.recheck,
 	}
 	v, err := securecookie.EncodeMulti(loginCookiePre, &st, h.shared.codecs.login...)
 	if err != nil {
@@ -111,7 +116,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	}
 	http.SetCookie(w, newCookie(cookieName(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
-	if lr.loginHint != "" {
+	if lr.loginHint != "" && validLoginHint(lr.loginHint) {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
 	}
 	switch {
@@ -152,7 +157,7 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 		ClientSecret: h.cfg.clientSecret,
 		Endpoint:     p.provider.Endpoint(),
 		RedirectURL:  redirect,
-		Scopes:       h.cfg.scopes,
+		Scopes:       h.scopesFor(p),
 	}
 }
 
@@ -223,6 +228,9 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	sess, st, err := h.finishLogin(w, r, secure)
 	if err != nil {
 		var f *loginFailure
+		if errors.As(err, &f) && h.recheckLoginFailed(w, r, secure, f.reason) {
+			return nil
+		}
 		if !errors.As(err, &f) {
 			f = fail(http.StatusBadRequest, "internal", "Sign-in failed", "The sign-in could not be completed. Please try again.")
 			h.logger.Error("login failed", zap.Error(err))
@@ -251,6 +259,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Sign-in failed", Message: "The session could not be stored in your browser."})
 		return nil
 	}
+	h.keepK1Tokens(r.Context(), sess)
 	h.logger.Info("login", zap.String("outcome", "success"), zap.String("k1_sub", sess.Subject),
 		zap.String("email", sess.Email), zap.String("tenant", sess.Tenant), sidField(sess.SID))
 	// The reason of a success tells SP-initiated logins from K1 launches.
@@ -333,6 +342,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 		K1Issued: c.IssuedAt,
 		Issued:   now.Unix(),
 		Expires:  now.Add(h.cfg.lifetime).Unix(),
+		k1Tokens: tok,
 	}
 	if st.Purpose != "" {
 		// Checked by completePurpose, which needs to know whether K1 sent

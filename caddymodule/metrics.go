@@ -52,6 +52,7 @@ type metrics struct {
 	jwksRefreshes prometheus.Counter
 	dirReloads    *prometheus.CounterVec
 	injected      *prometheus.CounterVec
+	rechecks      *prometheus.CounterVec
 
 	mu      sync.Mutex
 	reasons map[string]struct{} // login reasons seen, bounded
@@ -82,13 +83,15 @@ func newMetrics() *metrics {
 			"Reloads of the users file after it changed, by result (success, error).")), []string{"result"}),
 		injected: prometheus.NewCounterVec(prometheus.CounterOpts(opts("injected_pages_total",
 			"BMS pages rewritten by the proxy, by kind: login_link, launcher, expiry_notice.")), []string{"kind"}),
+		rechecks: prometheus.NewCounterVec(prometheus.CounterOpts(opts("rechecks_total",
+			"Rechecks of live sessions with K1, by outcome: ok, revoked, k1_unreachable (retried), error (retried), at_k1 (the next navigation goes through K1).")), []string{"outcome"}),
 		reasons: map[string]struct{}{},
 	}
 }
 
 // collectors lists the collectors for registration.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.logins, m.logouts, m.revoked, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected,
+	return []prometheus.Collector{m.logins, m.logouts, m.revoked, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected, m.rechecks,
 		streamsOpen, streamsClosed} // streams.go
 }
 
@@ -180,6 +183,14 @@ func (m *metrics) injectedPage(kind string) {
 		return
 	}
 	m.injected.WithLabelValues(kind).Inc()
+}
+
+// recheck counts one recheck of a live session by outcome.
+func (m *metrics) recheck(outcome string) {
+	if m == nil {
+		return
+	}
+	m.rechecks.WithLabelValues(outcome).Inc()
 }
 
 // directoryReload counts one reload of the users file; result is "success"

@@ -122,6 +122,9 @@ type Handler struct {
 	// Options of global logout and the shared store.
 	LogoutOptions
 
+	// Options of the recheck of live sessions with K1.
+	RecheckOptions
+
 	// Options of the idle timeout and the expiry notice.
 	LifecycleOptions
 
@@ -190,6 +193,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := h.provisionLaunch(ctx); err != nil {
+		return err
+	}
+	if err := h.provisionRecheck(); err != nil {
 		return err
 	}
 	if err := h.provisionLifecycle(); err != nil {

@@ -36,6 +36,17 @@ func isNavigation(r *http.Request) bool {
 	return acceptsHTML(r.Header.Values("Accept"))
 }
 
+// isPageLoad reports whether a request is a browser loading a top-level
+// page with GET: a navigation that may take a silent round trip through K1
+// (a frame may not be shown K1's pages, a HEAD has no page to show).
+func isPageLoad(r *http.Request) bool {
+	if r.Method != http.MethodGet || !isNavigation(r) {
+		return false
+	}
+	d := r.Header.Get("Sec-Fetch-Dest")
+	return d != "iframe" && d != "frame"
+}
+
 // acceptsHTML reports whether an Accept header names text/html (or
 // application/xhtml+xml) without refusing it with q=0. A bare */* does not
 // count: that is what fetch() and most API clients send.

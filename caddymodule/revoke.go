@@ -386,6 +386,9 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		return h.nextInjected(w, r, next, nil)
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if done, err := h.keepForm(w, r, nil); done {
+		return err
+	}
 	if !isNavigation(r) {
 		unauthorized(w, "session_ended", h.cfg.loginPath)
 		return nil

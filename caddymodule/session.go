@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+	"golang.org/x/oauth2"
 )
 
 // session is what the session cookie carries, encrypted and signed. Short
@@ -31,12 +32,15 @@ type session struct {
 	K1Issued int64 `json:"ki,omitempty"`
 	Expires  int64 `json:"x"`           // unix seconds
 	Used     int64 `json:"u,omitempty"` // last use, unix seconds (idle.go); 0: Issued
+
+	k1Tokens *oauth2.Token // from the login, for the recheck (recheck.go); never in the cookie
 }
 
 // sessionEntry is a decoded session in the cache.
 type sessionEntry struct {
 	s       cachedSession
 	derived atomic.Pointer[derived]
+	recheck atomic.Int64  // next recheck (unix s), or recheckViaK1; see recheck.go
 	used    atomic.Uint32 // last use seen here, unix seconds (idle.go)
 }
 

@@ -39,6 +39,7 @@ type shared struct {
 	revoker     *revoker
 	signer      *assertionSigner
 	used        *usedStates
+	rechecks    *recheckQueue // recheck.go
 	// lifetime (seconds) is session_lifetime of the latest provisioned
 	// config: a session ends at issued + lifetime when its own expiry is
 	// later (a config reload shortened it). 0: no such limit.
@@ -86,6 +87,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		revocations: revs,
 		revoker:     newRevoker(store, revs, logger),
 		used:        newUsedStates(store),
+		rechecks:    newRecheckQueue(cfg),
 		logger:      logger,
 		bg:          bg,
 		cancel:      cancel,

@@ -247,6 +247,30 @@ func TestShorterLifetimeKeepsRevocations(t *testing.T) {
 	}
 }
 
+// TestShorterLifetimeEndsOlderSessions: a session also ends at its issue
+// time + the lifetime configured now, not only at the expiry its cookie
+// carries, so shortening session_lifetime ends older sessions without a
+// logout.
+func TestShorterLifetimeEndsOlderSessions(t *testing.T) {
+	w := newWorld(t, "session_lifetime 2h")
+	c, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
+	cookie := cookieOf(c, w.px.URL, "k1sso")
+	w.s.Options = []string{"session_lifetime 1m"}
+	w.reloadSamePort(t)
+	if refused(t, w.px.URL, cookie) {
+		t.Fatal("the session is refused within the new lifetime")
+	}
+	caddymodule.ShiftClock(t, 65*time.Second)
+	resp := withCookie(t, w.px.URL, "/x", cookie)
+	if resp.StatusCode == http.StatusOK {
+		if u := testenv.DecodeSeen(t, resp).Header.Get("X-BMS-User"); u != "" {
+			t.Fatalf("65 s after login, with session_lifetime 1m, the 2h session still works as %q", u)
+		}
+	} else {
+		resp.Body.Close()
+	}
+}
+
 // Two deployments (other issuer) sharing Caddy's storage have their own
 // assertion keys; every instance of one deployment uses the same.
 func TestCaddyStoreNamespacedPerDeployment(t *testing.T) {

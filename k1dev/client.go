@@ -24,7 +24,9 @@ func (o opClient) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodB
 func (o opClient) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
-func (o opClient) GrantTypes() []oidc.GrantType         { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (o opClient) GrantTypes() []oidc.GrantType {
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+}
 func (o opClient) LoginURL(id string) string            { return "/login?authRequestID=" + url.QueryEscape(id) }
 func (o opClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
 func (o opClient) IDTokenLifetime() time.Duration       { return 10 * time.Minute }

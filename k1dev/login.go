@@ -69,6 +69,11 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		fail("Wrong username, company or password.")
 		return
 	}
+	if s.disabled(u.Subject()) {
+		slog.Info("k1dev: login refused: user disabled", "username", username)
+		fail("This account is disabled.")
+		return
+	}
 	if s.locked(username) {
 		fail("Too many wrong codes: this account is locked for a minute.")
 		return

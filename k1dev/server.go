@@ -44,6 +44,8 @@ type Server struct {
 	failures    map[string]int       // wrong codes in a row, by username
 	lockedUntil map[string]time.Time // by username
 	loggedOut   map[string]*loggedOutPage
+	// disabledSubs are the users an administrator disabled (refresh.go).
+	disabledSubs map[string]bool
 }
 
 // New returns a Server for issuer (e.g. "http://127.0.0.1:9000"; http is
@@ -89,6 +91,7 @@ func New(issuer string, cfg *Config, opts ...Option) (*Server, error) {
 		CryptoKey:                         cryptoKey,
 		DefaultLogoutRedirectURI:          "/",
 		CodeMethodS256:                    true,
+		GrantTypeRefreshToken:             true,
 		AuthMethodPost:                    true,
 		BackChannelLogoutSupported:        true,
 		BackChannelLogoutSessionSupported: true,
@@ -129,6 +132,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /logout", s.handleLogout)
 	m.HandleFunc("GET /logged-out", s.handleLoggedOut)
 	m.HandleFunc("POST /dev/rotate-key", s.handleRotateKey)
+	m.HandleFunc("POST /dev/disable-user", s.handleDisableUser)
+	m.HandleFunc("POST /dev/enable-user", s.handleDisableUser)
 	m.Handle("/", s.provider)
 	s.mux = m
 }

@@ -73,6 +73,7 @@ type storage struct {
 	requests map[string]*authRequest
 	codes    map[string]string // code → auth request id
 	tokens   map[string]*accessToken
+	refresh  map[string]*refreshToken // see refresh.go
 }
 
 var (
@@ -87,6 +88,7 @@ func newStorage(srv *Server) *storage {
 		requests: map[string]*authRequest{},
 		codes:    map[string]string{},
 		tokens:   map[string]*accessToken{},
+		refresh:  map[string]*refreshToken{},
 	}
 }
 
@@ -198,17 +200,6 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 	return id, t.expires, nil
 }
 
-// CreateAccessAndRefreshTokens implements op.Storage; refresh tokens are not
-// offered.
-func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, oidc.ErrUnsupportedGrantType()
-}
-
-// TokenRequestByRefreshToken implements op.Storage.
-func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, op.ErrInvalidRefreshToken
-}
-
 // TerminateSession implements op.Storage (unused: TerminateSessionFromRequest
 // is preferred by the op).
 func (s *storage) TerminateSession(context.Context, string, string) error { return nil }
@@ -227,11 +218,6 @@ func (s *storage) RevokeToken(_ context.Context, token, _, clientID string) *oid
 		delete(s.tokens, token)
 	}
 	return nil
-}
-
-// GetRefreshTokenInfo implements op.Storage.
-func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", op.ErrInvalidRefreshToken
 }
 
 // SigningKey implements op.Storage: the newest key.
@@ -278,8 +264,8 @@ func (s *storage) SetUserinfoFromRequest(_ context.Context, info *oidc.UserInfo,
 	if err := s.setUserinfo(info, req.GetSubject(), scopes); err != nil {
 		return err
 	}
-	if ar, ok := req.(*authRequest); ok && ar.sid != "" {
-		info.AppendClaims("sid", ar.sid)
+	if sid := requestSID(req); sid != "" {
+		info.AppendClaims("sid", sid)
 	}
 	return nil
 }
@@ -291,6 +277,9 @@ func (s *storage) SetUserinfoFromToken(_ context.Context, info *oidc.UserInfo, t
 	s.mu.Unlock()
 	if !ok || time.Now().After(t.expires) {
 		return errors.New("token is invalid or expired")
+	}
+	if s.srv.disabled(t.subject) {
+		return errors.New("user is disabled")
 	}
 	return s.setUserinfo(info, t.subject, t.scopes)
 }

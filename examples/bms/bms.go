@@ -34,6 +34,7 @@ const (
 type server struct {
 	cfg      Config
 	sessions sessions
+	created  newTickets
 	mux      *http.ServeMux
 }
 
@@ -47,6 +48,8 @@ func New(cfg Config) http.Handler {
 	s.mux.HandleFunc("GET /{$}", s.handleRoot)
 	s.mux.HandleFunc("GET /dashboard", s.needLogin(s.handleDashboard))
 	s.mux.HandleFunc("GET /tickets", s.needLogin(s.handleTickets))
+	s.mux.HandleFunc("GET /tickets/new", s.needLogin(s.handleNewTicketForm)) // newticket.go
+	s.mux.HandleFunc("POST /tickets", s.needLogin(s.handleCreateTicket))
 	s.mux.HandleFunc("GET /admin/integrations", s.needLogin(s.handleIntegrations))
 	s.mux.HandleFunc("GET /api/whoami-headers", s.handleWhoamiHeaders)
 	s.mux.HandleFunc("GET /api/tickets/count", s.handleTicketCount) // live.go
@@ -185,6 +188,7 @@ func (s *server) handleTickets(w http.ResponseWriter, r *http.Request, id *ident
 		Active:   "tickets",
 		Identity: id,
 		Tickets:  ticketsFor(id.Tenant),
+		Created:  s.created.of(id.Tenant),
 	})
 }
 

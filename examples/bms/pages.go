@@ -50,6 +50,7 @@ type pageData struct {
 	Username string // the login form's username, after a failed attempt
 	Headers  []headerRow
 	Tickets  []ticket
+	Created  []newTicket // the tickets page: created with the form
 }
 
 // headerRow is one row of the dashboard's identity-headers table.
