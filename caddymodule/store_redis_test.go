@@ -231,8 +231,13 @@ func TestRedisSentinelFailover(t *testing.T) {
 		t.Fatalf("the live session is still refused at the end of the load (since %s)", refusedSince)
 	}
 	t.Logf("%d requests under load; the longest stretch without identity was %s", len(samples), worst)
-	if worst > 5*time.Second {
-		t.Fatalf("sessions were without identity for %s; want within the 5 s store grace", worst)
+	// Sessions keep their identity for the 5 s store grace after the
+	// master stops, and get it back within a moment of the promotion: a
+	// loaded machine may take longer to promote (sentinels are processes
+	// too), which only the part of the outage beyond the grace may cost.
+	limit := max(0, promoted-killed-5*time.Second) + 2*time.Second
+	if worst > limit {
+		t.Fatalf("sessions were without identity for %s; want at most %s (outage %s less the 5 s store grace, plus 2 s)", worst, limit, promoted-killed)
 	}
 
 	// No revocation lost: those from before and during the failover hold

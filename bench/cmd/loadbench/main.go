@@ -62,6 +62,7 @@ var (
 	o2pReqLog   = flag.Bool("o2p-request-log", false, "run oauth2-proxy with its per-request log on (its default) instead of off")
 	pacedRounds = flag.Int("paced-rounds", 3, "interleaved rounds of the light-load latency run")
 	pacedDelay  = flag.Duration("paced-delay", 10*time.Millisecond, "think time of each connection in the light-load latency run of (a) and (b) (0 skips it)")
+	k1ssoOpts   = flag.String("k1sso-options", "", "extra lines of the k1sso block of (b), (B) and the scale run, separated by ';', e.g. 'session_idle_timeout 30m; recheck_interval 15m; expiry_notice 5m'")
 	baseline    = flag.String("baseline", "", "a second Caddy binary run as setup (B), k1sso like (b), in the same rounds: before/after of an optimisation")
 )
 
@@ -172,10 +173,10 @@ func run() error {
 		cookie_secret %s
 		users %s
 		enforce
-	}
+%s	}
 	reverse_proxy %s
 }
-`, addrs[k], k1URL, cookieSecret, users, upHost)
+`, addrs[k], k1URL, cookieSecret, users, extraK1ssoLines(*k1ssoOpts), upHost)
 	}
 	caddyfiles := map[string]string{
 		"a": global("a") + fmt.Sprintf("http://%s {\n\treverse_proxy %s\n}\n", addrs["a"], upHost),
@@ -875,4 +876,15 @@ func profileRun(wrkPath string, sb *setup, o wrkOpts, admin string) error {
 	}
 	fmt.Printf("CPU profile of (b) under load: %s (go tool pprof -top bin/caddy %s)\n\n", *profile, *profile)
 	return nil
+}
+
+// extraK1ssoLines turns -k1sso-options into lines of the k1sso block.
+func extraK1ssoLines(opts string) string {
+	var b strings.Builder
+	for _, o := range strings.Split(opts, ";") {
+		if o = strings.TrimSpace(o); o != "" {
+			b.WriteString("\t\t" + o + "\n")
+		}
+	}
+	return b.String()
 }
