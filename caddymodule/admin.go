@@ -189,7 +189,7 @@ func (h *Handler) adminViewer(r *http.Request, n adminNonce) string {
 			return n.Email
 		}
 	}
-	if e := h.shared.lookupSession(r, h.secure(r), now); e != nil && !h.revoked(e, now) {
+	if e := h.lookup(r, h.secure(r), now); e != nil && !h.revoked(e, now) {
 		return e.s.Email()
 	}
 	return ""

@@ -28,7 +28,7 @@ const benchUsers = "email,bms_user,tenant,tenant_name,roles\n" +
 
 // benchHandler is a handler with real codecs, cache, directory and signer,
 // and no Caddy around it.
-func benchHandler(b *testing.B) *Handler {
+func benchHandler(b testing.TB) *Handler {
 	b.Helper()
 	cfg := &config{cookieKeys: [][]byte{[]byte(strings.Repeat("s", 32))}}
 	cache, err := lru.New[cacheKey, *sessionEntry](sessionCacheSize)
@@ -273,4 +273,39 @@ func BenchmarkSessionMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 	}
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/session")
+}
+
+// BenchmarkServeHTTPKnownSessionLifecycleOn is BenchmarkServeHTTPKnownSession
+// with session_idle_timeout and expiry_notice on: a session in use, not yet
+// due for a new cookie, outside the notice.
+func BenchmarkServeHTTPKnownSessionLifecycleOn(b *testing.B) {
+	h := benchHandler(b)
+	h.Enforce = true
+	h.SessionIdleTimeout = caddy.Duration(30 * time.Minute)
+	h.ExpiryNotice = caddy.Duration(10 * time.Minute)
+	if err := h.provisionLifecycle(); err != nil {
+		b.Fatal(err)
+	}
+	r := benchRequest(b, h)
+	repl := caddy.NewReplacer()
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	var called int
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { called++; return nil })
+	w := httptest.NewRecorder()
+	cookie := r.Header.Get("Cookie")
+	line := make([]string, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		line[0] = cookie
+		r.Header["Cookie"] = line
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if called == 0 || r.Header[hdrUser][0] != "bob" {
+		b.Fatal("request did not reach the next handler with an identity")
+	}
+	if len(w.Result().Cookies()) != 0 {
+		b.Fatal("a session in use got a new cookie on every request")
+	}
 }

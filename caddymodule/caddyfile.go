@@ -40,6 +40,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		scopes        <scope>...
 //		require_mfa
 //		session_lifetime <duration>
+//		session_idle_timeout <duration>
+//		expiry_notice <duration>
 //		login_timeout <duration>
 //		clock_skew    <duration>
 //		header        <name> <value>

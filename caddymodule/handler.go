@@ -34,7 +34,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	now := clockNow()
 	secure := h.secure(r)
-	e := h.shared.lookupSession(r, secure, now)
+	e := h.lookup(r, secure, now)
 	revoked := e != nil && h.revoked(e, now)
 	var logout *session // the whole session (with its ID token) for logout
 	if e != nil && !revoked && h.isLogoutPath(r.URL.Path) {
@@ -43,6 +43,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	sentCookie := e == nil && h.Enforce && cookieValue(r, cookieName(sessionCookie, secure)) != ""
+	var renew *session // idle.go: the session's cookie to re-issue
+	if e != nil && !revoked {
+		renew = h.touch(r, e, now)
+	}
 	// From here on the request is what the upstream may see: k1sso's
 	// cookies go before any placeholder (header option, later handlers)
 	// can be expanded.
@@ -59,6 +63,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				return err
 			}
 			h.setIdentity(r, e, id)
+			h.reissue(w, r, e, renew)
+			if isStreamRequest(r) {
+				return h.serveStream(w, r, next, e)
+			}
 			return h.nextInjected(w, r, next, e)
 		}
 	}
@@ -106,7 +114,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 // identity cannot bounce between login and target forever.
 func (h *Handler) activeSession(r *http.Request) *sessionEntry {
 	now := clockNow()
-	e := h.shared.lookupSession(r, h.secure(r), now)
+	e := h.lookup(r, h.secure(r), now)
 	if e == nil || e.s.Tenant() == "" || h.revoked(e, now) || h.identity(r, e, now) == nil {
 		return nil
 	}
@@ -136,9 +144,8 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 	if done, err := h.keepForm(w, r, e); done {
 		return err
 	}
-	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "login": prefix + "login"})
+	if !isNavigation(r) {
+		unauthorized(w, "unauthorized", prefix+"login")
 		return nil
 	}
 	rd := r.URL.RequestURI()

@@ -48,11 +48,15 @@ func (h *Handler) wrapInject(w http.ResponseWriter, r *http.Request, e *sessionE
 		return w
 	}
 	var kind injectKind
+	notice := h.noticeDue(e, clockNow()) // notice.go
 	switch {
 	case h.injectLink && r.URL.Path == h.cfg.loginPath:
 		kind = injectLoginLink
+		notice = false
 	case h.injectLaunch && e != nil:
 		kind = injectLauncher
+	case notice:
+		kind = injectNotice
 	default:
 		return w
 	}
@@ -61,7 +65,11 @@ func (h *Handler) wrapInject(w http.ResponseWriter, r *http.Request, e *sessionE
 		return w
 	}
 	limitAcceptEncoding(r.Header)
-	return &injector{ResponseWriter: w, h: h, r: r, kind: kind}
+	inj := &injector{ResponseWriter: w, h: h, r: r, kind: kind}
+	if notice {
+		inj.notice = noticeHTML(r.URL.RequestURI(), e.s.Expires())
+	}
+	return inj
 }
 
 // limitAcceptEncoding keeps only the content codings the injector can
@@ -107,6 +115,8 @@ type injector struct {
 	h    *Handler
 	r    *http.Request
 	kind injectKind
+	// notice is the expiry notice to add ("" none; notice.go).
+	notice string
 
 	wroteHeader bool
 	active      bool

@@ -250,10 +250,17 @@ func (i *injector) snippets(nonce string) pageSnippets {
 	if nonce != "" {
 		style = `<style nonce="` + nonce + `">`
 	}
-	style += injectCSS + `</style>`
-	if i.kind == injectLoginLink {
-		return pageSnippets{link: []byte(style + i.h.loginLinkHTML(i.r))}
+	if i.notice != "" {
+		style += noticeCSS
 	}
+	style += injectCSS + `</style>`
+	switch i.kind {
+	case injectLoginLink:
+		return pageSnippets{link: []byte(style + i.h.loginLinkHTML(i.r))}
+	case injectNotice:
+		return pageSnippets{link: []byte(style + i.notice)}
+	}
+	style += i.notice // with the launcher, wherever it goes
 	a := `<a id="k1sso-launcher" href="` + prefix + `launcher" title="KaseyaOne apps" aria-label="KaseyaOne apps"`
 	return pageSnippets{
 		inline: []byte(style + a + `>` + launcherIcon + `</a>`),

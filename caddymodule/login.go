@@ -73,10 +73,15 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
 		return nil
 	}
-	// Already signed in (for that tenant): nothing to do at K1.
+	// Already signed in (for that tenant): nothing to do at K1, unless the
+	// session is to be renewed (renew=1, the expiry notice's link, notice.go):
+	// then a new one for the same tenant.
 	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, e) {
-		http.Redirect(w, r, lr.rd, http.StatusFound)
-		return nil
+		if q.Get("renew") == "" {
+			http.Redirect(w, r, lr.rd, http.StatusFound)
+			return nil
+		}
+		lr.tenant = e.s.Tenant()
 	}
 	return h.startLogin(w, r, lr)
 }

@@ -82,7 +82,7 @@ func newMetrics() *metrics {
 		dirReloads: prometheus.NewCounterVec(prometheus.CounterOpts(opts("directory_reloads_total",
 			"Reloads of the users file after it changed, by result (success, error).")), []string{"result"}),
 		injected: prometheus.NewCounterVec(prometheus.CounterOpts(opts("injected_pages_total",
-			"BMS pages rewritten by the proxy, by kind: login_link, launcher.")), []string{"kind"}),
+			"BMS pages rewritten by the proxy, by kind: login_link, launcher, expiry_notice.")), []string{"kind"}),
 		rechecks: prometheus.NewCounterVec(prometheus.CounterOpts(opts("rechecks_total",
 			"Rechecks of live sessions with K1, by outcome: ok, revoked, k1_unreachable (retried), error (retried), at_k1 (the next navigation goes through K1).")), []string{"outcome"}),
 		reasons: map[string]struct{}{},
@@ -91,7 +91,8 @@ func newMetrics() *metrics {
 
 // collectors lists the collectors for registration.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.logins, m.logouts, m.revoked, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected, m.rechecks}
+	return []prometheus.Collector{m.logins, m.logouts, m.revoked, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected, m.rechecks,
+		streamsOpen, streamsClosed} // streams.go
 }
 
 // provisionMetrics registers the collectors into the config's metrics
@@ -259,8 +260,11 @@ func k1Endpoint(p string) string {
 
 // injectKindLabel is the kind label of injected_pages_total.
 func injectKindLabel(k injectKind) string {
-	if k == injectLauncher {
+	switch k {
+	case injectLauncher:
 		return injectedLauncher
+	case injectNotice:
+		return "expiry_notice" // notice.go
 	}
 	return injectedLoginLink
 }

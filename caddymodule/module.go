@@ -125,6 +125,9 @@ type Handler struct {
 	// Options of the recheck of live sessions with K1.
 	RecheckOptions
 
+	// Options of the idle timeout and the expiry notice.
+	LifecycleOptions
+
 	cfg         *config
 	externalStr string
 	shared      *shared
@@ -193,6 +196,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := h.provisionRecheck(); err != nil {
+		return err
+	}
+	if err := h.provisionLifecycle(); err != nil {
 		return err
 	}
 	return h.provisionLogout(ctx)

@@ -82,7 +82,8 @@ func TestPathEnforceCanonical(t *testing.T) {
 	try := func(target string) {
 		t.Helper()
 		w.up.Reset()
-		resp, b := rawDo(t, w.px.URL, http.MethodGet, target, nil, "")
+		// As a browser loads a page: only navigations are sent to login.
+		resp, b := rawDo(t, w.px.URL, http.MethodGet, target, []string{"Accept: text/html"}, "")
 		if n := len(w.up.Requests()); n != 0 {
 			t.Errorf("%s reached the upstream without a session (%d, %d requests)", target, resp.StatusCode, n)
 			return

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -263,7 +262,7 @@ func (h *Handler) recheckDue(e *sessionEntry, now time.Time) (viaK1 bool) {
 // rechecked in the background through K1 with prompt=none. It reports
 // whether it answered the request.
 func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *sessionEntry, now time.Time) (bool, error) {
-	if !h.recheckDue(e, now) || !isNavigation(r) {
+	if !h.recheckDue(e, now) || !isPageLoad(r) {
 		return false, nil
 	}
 	// While K1 is unreachable the session goes on: a trip to K1 would end
@@ -279,18 +278,6 @@ func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *session
 		rd = h.cfg.landingPage
 	}
 	return true, h.startLogin(w, r, loginRequest{rd: rd, tenant: e.s.Tenant(), prompt: "none", recheck: true})
-}
-
-// isNavigation reports whether a request is a browser loading a page, the
-// only kind that may be sent through K1.
-func isNavigation(r *http.Request) bool {
-	if r.Method != http.MethodGet {
-		return false
-	}
-	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
-		return mode == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document"
-	}
-	return strings.Contains(r.Header.Get("Accept"), "text/html") && !wantsJSON(r)
 }
 
 // recheckLoginFailed ends the session whose prompt=none recheck at K1 came

@@ -389,9 +389,8 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 	if done, err := h.keepForm(w, r, nil); done {
 		return err
 	}
-	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "session_ended", "login": h.cfg.loginPath})
+	if !isNavigation(r) {
+		unauthorized(w, "session_ended", h.cfg.loginPath)
 		return nil
 	}
 	http.Redirect(w, r, h.cfg.loginPath, http.StatusFound)

@@ -30,7 +30,8 @@ type session struct {
 	// K1Issued is the iat of the ID token (unix s, K1's clock): a logout of
 	// the user at K1 is compared with it, not with an instance's clock.
 	K1Issued int64 `json:"ki,omitempty"`
-	Expires  int64 `json:"x"` // unix seconds
+	Expires  int64 `json:"x"`           // unix seconds
+	Used     int64 `json:"u,omitempty"` // last use, unix seconds (idle.go); 0: Issued
 
 	k1Tokens *oauth2.Token // from the login, for the recheck (recheck.go); never in the cookie
 }
@@ -39,7 +40,8 @@ type session struct {
 type sessionEntry struct {
 	s       cachedSession
 	derived atomic.Pointer[derived]
-	recheck atomic.Int64 // next recheck (unix s), or recheckViaK1; see recheck.go
+	recheck atomic.Int64  // next recheck (unix s), or recheckViaK1; see recheck.go
+	used    atomic.Uint32 // last use seen here, unix seconds (idle.go)
 }
 
 // cachedSession is the part of a session that requests read, packed into
@@ -182,6 +184,7 @@ func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *ses
 		return nil
 	}
 	e := &sessionEntry{s: c}
+	e.used.Store(uint32(max(sess.Used, sess.Issued)))
 	s.sessions.Add(key, e)
 	return e
 }

@@ -24,7 +24,7 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
 	now := time.Now()
-	e := h.shared.lookupSession(r, h.secure(r), now)
+	e := h.lookup(r, h.secure(r), now)
 	if e == nil || h.revoked(e, now) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no session"})
 		return nil

@@ -106,6 +106,10 @@ type world struct {
 	console   []string // the browser's log entries
 
 	traffic traffic // on https: what the browser sent to and got from the proxy
+
+	bin    string                // the Caddy binary
+	siteAt func(port int) string // the proxy's Caddyfile on another port (a second instance)
+	caFile string                // on https: the test CA's root certificate
 }
 
 // bothSchemes runs flow twice, each time in a fresh world with the
@@ -211,8 +215,13 @@ func lastLine(out []byte) string {
 // https shows is checked when the test ends (see checkHTTPS).
 func newWorld(t *testing.T, https bool, required ...string) *world {
 	t.Helper()
+	return newWorldBin(t, https, testenv.CaddyBinary(t), required...)
+}
+
+// newWorldBin is newWorld with another Caddy binary (testenv.CaddyBinaryTags).
+func newWorldBin(t *testing.T, https bool, bin string, required ...string) *world {
+	t.Helper()
 	chrome := browserPath(t)
-	bin := testenv.CaddyBinary(t)
 
 	probes := probeOptions(t, bin, required)
 	var options []string
@@ -281,12 +290,19 @@ func newWorld(t *testing.T, https bool, required ...string) *world {
 		t.Fatal(err)
 	}
 	text := caddyfile(filepath.Join(dir, "storage"), port, w.k1URL, users, bl.Addr().String(), options, ca)
+	w.bin = bin
+	w.siteAt = func(port int) string {
+		return caddyfile(filepath.Join(dir, "storage"), port, w.k1URL, users, bl.Addr().String(), options, ca)
+	}
+	if ca != nil {
+		w.caFile = ca.certFile
+	}
 	// Screenshots of an earlier run of this test would mix with this run's.
 	old, _ := filepath.Glob(filepath.Join(screenshotDir(t), strings.ReplaceAll(t.Name(), "/", "_")+"-*.png"))
 	for _, f := range old {
 		_ = os.Remove(f)
 	}
-	testenv.RunCaddyfile(t, text, port)
+	testenv.RunCaddyfileBin(t, bin, text, port)
 	var flags []chromedp.ExecAllocatorOption
 	if https {
 		flags = append(flags, chromedp.Flag("ignore-certificate-errors-spki-list", ca.waitForSite(t, port)))

@@ -52,6 +52,8 @@ func New(cfg Config) http.Handler {
 	s.mux.HandleFunc("POST /tickets", s.needLogin(s.handleCreateTicket))
 	s.mux.HandleFunc("GET /admin/integrations", s.needLogin(s.handleIntegrations))
 	s.mux.HandleFunc("GET /api/whoami-headers", s.handleWhoamiHeaders)
+	s.mux.HandleFunc("GET /api/tickets/count", s.handleTicketCount) // live.go
+	s.mux.HandleFunc("GET /api/tickets/feed", s.handleTicketFeed)
 	s.mux.Handle("GET /static/{file}", http.FileServerFS(staticFS))
 	s.mux.HandleFunc("/", s.handleNotFound)
 	return s

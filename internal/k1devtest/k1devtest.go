@@ -77,7 +77,7 @@ func Start(tb testing.TB, cfg *k1dev.Config, opts ...k1dev.Option) *Instance {
 // (like a browser without JavaScript).
 func NewClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: Navigating{}}
 }
 
 // Login drives K1's two login forms with c: GET startURL (anything that ends
@@ -205,4 +205,24 @@ func pageError(page []byte) string {
 		return html.UnescapeString(string(m[1]))
 	}
 	return "no login form on the page"
+}
+
+// Navigating is a RoundTripper that makes a GET or HEAD without an Accept
+// header look like a browser loading a page (Accept: text/html, ...), as the
+// proxy sends only navigations to K1 and answers everything else with 401.
+// Requests that set Accept or Sec-Fetch-Mode themselves are left alone. Base
+// is http.DefaultTransport when nil.
+type Navigating struct{ Base http.RoundTripper }
+
+// RoundTrip implements http.RoundTripper.
+func (n Navigating) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := n.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Accept") == "" && r.Header.Get("Sec-Fetch-Mode") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	}
+	return base.RoundTrip(r)
 }

@@ -64,6 +64,7 @@ type Process struct {
 	Storage string
 
 	tb      testing.TB
+	bin     string // "": CaddyBinary
 	config  string
 	xdg     string
 	mu      sync.Mutex
@@ -88,8 +89,16 @@ func StartProcess(tb testing.TB, s Site) *Process {
 // when the test failed.
 func RunCaddyfile(tb testing.TB, caddyfile string, port int) *Process {
 	tb.Helper()
+	return RunCaddyfileBin(tb, "", caddyfile, port)
+}
+
+// RunCaddyfileBin is RunCaddyfile with another Caddy binary (see
+// CaddyBinaryTags); "" is CaddyBinary's.
+func RunCaddyfileBin(tb testing.TB, bin, caddyfile string, port int) *Process {
+	tb.Helper()
 	dir := tb.TempDir()
 	p := &Process{
+		bin:    bin,
 		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
 		Port:   port,
 		tb:     tb,
@@ -112,7 +121,10 @@ func RunCaddyfile(tb testing.TB, caddyfile string, port int) *Process {
 // Start starts the process (again, after Stop) and waits until it answers.
 func (p *Process) Start() {
 	p.tb.Helper()
-	bin := CaddyBinary(p.tb)
+	bin := p.bin
+	if bin == "" {
+		bin = CaddyBinary(p.tb)
+	}
 	p.mu.Lock()
 	if p.out == nil {
 		p.out = &bytes.Buffer{}

@@ -30,6 +30,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/k1sso/k1sso/caddymodule"
+	"github.com/k1sso/k1sso/internal/k1devtest"
 )
 
 // CookieSecret is a test cookie secret (>= 32 bytes).
@@ -268,7 +269,7 @@ func DecodeSeen(tb testing.TB, resp *http.Response) Seen {
 // NoRedirect returns a client that keeps cookies in jar but does not follow
 // redirects.
 func NoRedirect(jar http.CookieJar) *http.Client {
-	return &http.Client{Jar: jar, Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+	return &http.Client{Jar: jar, Timeout: 15 * time.Second, Transport: k1devtest.Navigating{}, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
 }

@@ -1,0 +1,80 @@
+package caddymodule
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// The idle timeout is stateless: the session cookie carries when the
+// session was last used (session.Used), so every instance reaches the same
+// verdict without asking the store. Keeping that time exact would mean a
+// new cookie, and a decryption, on every request; instead a session in use
+// gets a new cookie at most once per h.touchEvery, and the timeout is
+// counted from the time in the cookie: a session is over up to h.touchEvery
+// before its exact idle time, never after it.
+//
+// In this instance the cache entry's `used` is the latest use seen here.
+// The re-issued cookie is added to the cache as the same entry, so the old
+// cookie (still sent by requests already on their way) and the new one
+// share it: no second decryption, and a stream opened with the old cookie
+// sees the uses made with the new one.
+
+// idleOver reports whether the session went unused for the idle timeout.
+func (h *Handler) idleOver(e *sessionEntry, now time.Time) bool {
+	return h.idle > 0 && now.Unix()-int64(e.used.Load()) >= int64(h.idle/time.Second)
+}
+
+// touch records a use of the session: when the time of use in the cookie
+// the browser has is h.touchEvery old, it returns the session with the new
+// time, for reissue once the request turns out to carry an identity. Of
+// concurrent requests, the one that moves the entry's time gets it; the
+// others carry the session as it is. It reads the cookie, so it runs before
+// k1sso's cookies are dropped from the request.
+func (h *Handler) touch(r *http.Request, e *sessionEntry, now time.Time) *session {
+	if h.idle == 0 {
+		return nil
+	}
+	last := e.used.Load()
+	if now.Unix()-int64(last) < int64(h.touchEvery/time.Second) || !e.used.CompareAndSwap(last, uint32(now.Unix())) {
+		return nil
+	}
+	sess := h.shared.fullSession(r, h.secure(r))
+	if sess == nil || sess.ID != e.s.ID() {
+		return nil
+	}
+	sess.Used = now.Unix()
+	return sess
+}
+
+// reissue sets the session cookie with the new time of use, and caches the
+// new cookie as the same entry. sess nil: nothing to do.
+func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntry, sess *session) {
+	if sess == nil {
+		return
+	}
+	secure := h.secure(r)
+	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
+	if err == nil {
+		err = writeChunked(w, r, cookieName(sessionCookie, secure), v, secure, time.Until(time.Unix(sess.Expires, 0)))
+	}
+	if err != nil {
+		if ce := h.logger.Check(zapcore.DebugLevel, "re-issuing the session cookie"); ce != nil {
+			ce.Write(zap.Error(err))
+		}
+		return
+	}
+	h.shared.sessions.Add(keyOf(v), e)
+}
+
+// lookup is the request's session unless it is over by the idle timeout.
+func (h *Handler) lookup(r *http.Request, secure bool, now time.Time) *sessionEntry {
+	e := h.shared.lookupSession(r, secure, now)
+	if e != nil && h.idleOver(e, now) {
+		return nil
+	}
+	return e
+}
