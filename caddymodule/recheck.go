@@ -364,6 +364,13 @@ func (h *Handler) runRecheck(ctx context.Context, j recheckJob) {
 	if err != nil || !claimed {
 		return
 	}
+	// Read again under the claim: the tokens read above may predate the
+	// claim by a wait on the store, long enough for another instance to
+	// have rotated the refresh token, and K1's invalid_grant to the retired
+	// one would end a live session.
+	if kt, err = h.loadTokens(ctx, j.id); err != nil {
+		return // revoked meanwhile, or the store failed: the next interval tries again
+	}
 	verdict, newRefresh, err := h.askK1(ctx, j, kt)
 	switch verdict {
 	case recheckOK:

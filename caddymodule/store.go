@@ -434,11 +434,17 @@ func (c *caddyStore) Watch(ctx context.Context, sink revocationSink) {
 // Close does nothing: Caddy owns its storage.
 func (c *caddyStore) Close() error { return nil }
 
-// wrapExpiry prefixes a value with its expiry in unix seconds (0: never).
+// wrapExpiry prefixes a value with its expiry in unix seconds (0: never),
+// rounded up: an entry never expires before its ttl (a recheck claim that
+// lapsed early would let a second instance ask K1 in the same interval).
 func wrapExpiry(v []byte, ttl time.Duration) []byte {
 	b := make([]byte, 8+len(v))
 	if ttl > 0 {
-		binary.BigEndian.PutUint64(b, uint64(clockNow().Add(ttl).Unix()))
+		exp := clockNow().Add(ttl)
+		if t := exp.Truncate(time.Second); t.Before(exp) {
+			exp = t.Add(time.Second)
+		}
+		binary.BigEndian.PutUint64(b, uint64(exp.Unix()))
 	}
 	copy(b[8:], v)
 	return b
