@@ -13,7 +13,21 @@ if [ ${#targets[@]} -eq 0 ]; then
 	echo "fuzz: no Fuzz targets found in caddymodule" >&2
 	exit 1
 fi
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for t in "${targets[@]}"; do
 	echo "fuzz: $t for $FUZZTIME"
-	go test -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" ./caddymodule
+	if go test -run '^$' -fuzz "^${t}\$" -fuzztime "$FUZZTIME" ./caddymodule 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+		continue
+	fi
+	# Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
+	# failure ("context deadline exceeded", golang/go#75804, fixed in Go
+	# 1.27). A real finding always writes its input; without one, the
+	# corpus replayed as a plain test decides.
+	if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
+		echo "fuzz: $t: the fuzz deadline race of Go 1.26 (golang/go#75804), no failing input; replaying the corpus"
+		go test -count=1 -run "^${t}\$" ./caddymodule
+		continue
+	fi
+	exit 1
 done
