@@ -169,7 +169,14 @@ func LoadCaddyfile(cf string) error {
 	if err != nil {
 		return err
 	}
-	return caddy.Load(cfg, true)
+	err = caddy.Load(cfg, true)
+	// A load stops the old config's servers, closing their connections; a
+	// test client reusing one of them from the shared pool may get an EOF
+	// (seen after a reload onto the same port), so drop them all here.
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		t.CloseIdleConnections()
+	}
+	return err
 }
 
 // AdaptCaddyfile turns Caddyfile text into Caddy JSON.
