@@ -29,8 +29,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEndpoint(w, r)
 	}
 	if !h.stripIdentityTrailers(r) {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
-		return nil
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
 	}
 	now := clockNow()
 	secure := h.secure(r)
@@ -104,8 +103,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
 	case "admin":
 		return h.serveAdmin(w, r)
 	}
-	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
-	return nil
+	return h.refuse(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
 }
 
 // activeSession returns the request's session when it currently carries an
@@ -145,8 +143,7 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 		return err
 	}
 	if !isNavigation(r) {
-		unauthorized(w, "unauthorized", prefix+"login")
-		return nil
+		return h.challenge(w, r, "unauthorized", prefix+"login")
 	}
 	rd := r.URL.RequestURI()
 	if !isLocalPath(rd) {

@@ -363,8 +363,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 	refuse := func(reason, title, msg string) error {
 		h.logger.Info("admin sign-in refused", zap.String("purpose", st.Purpose), zap.String("reason", reason),
 			zap.String("tenant", st.Tenant), zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
-		h.page(w, r, http.StatusForbidden, pageData{Title: title, Message: msg, Links: back})
-		return nil
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: title, Message: msg, Links: back})
 	}
 	switch st.Purpose {
 	case adminPurpose:
@@ -400,9 +399,8 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 	}
 	unsaved := func(err error) error {
 		h.logger.Error("changing the integration switch", zap.String("tenant", tenant), zap.Error(err))
-		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
 			Message: "The change could not be stored. Please try again in a minute.", Links: back})
-		return nil
 	}
 	// Fresh from the store: the link decides who may change it, and a
 	// stale or failed read must not unlink the tenant.

@@ -366,15 +366,14 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		w.Header().Set("Retry-After", "5")
 		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session_store_unavailable"})
-			return nil
+			return h.refuseJSON(w, r, http.StatusServiceUnavailable, "Sign-in temporarily unavailable: the session store is unreachable",
+				map[string]string{"error": "session_store_unavailable"})
 		}
-		h.page(w, r, http.StatusServiceUnavailable, pageData{
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{
 			Title:   "Sign-in temporarily unavailable",
 			Message: "Your KaseyaOne session cannot be checked right now because the session store is unreachable. Please try again in a moment.",
 			Links:   []pageLink{h.retryLink(r)},
 		})
-		return nil
 	}
 	secure := h.secure(r)
 	h.shared.clearSession(w, secure)
@@ -390,8 +389,7 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		return err
 	}
 	if !isNavigation(r) {
-		unauthorized(w, "session_ended", h.cfg.loginPath)
-		return nil
+		return h.challenge(w, r, "session_ended", h.cfg.loginPath)
 	}
 	http.Redirect(w, r, h.cfg.loginPath, http.StatusFound)
 	return nil
