@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 	"weak"
 
@@ -50,12 +49,9 @@ var integrationTTL = 2 * time.Second
 // integrationStoreTimeout bounds a store read or write on a login path.
 const integrationStoreTimeout = 3 * time.Second
 
-// reauthWindow (nanoseconds) is how recent the K1 sign-in that changes a
-// switch must be: five minutes. Atomic so tests can shorten it while Caddy
-// serves.
-var reauthWindow atomic.Int64
-
-func init() { reauthWindow.Store(int64(5 * time.Minute)) }
+// reauthWindow is how recent the K1 sign-in that changes a switch must be:
+// five minutes. A tunable so tests can shorten it while Caddy serves.
+var reauthWindow = newTunable(5 * time.Minute)
 
 // integrationState is the stored switch of one tenant.
 type integrationState struct {
@@ -389,7 +385,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 			"KaseyaOne did not say when you signed in (auth_time), so the sign-in cannot count as a fresh one. The change was not made.")
 	}
 	signedIn := time.Unix(sess.AuthTime, 0)
-	if time.Since(signedIn) > time.Duration(reauthWindow.Load()) || signedIn.After(time.Now().Add(h.clockSkew())) {
+	if time.Since(signedIn) > reauthWindow.get() || signedIn.After(time.Now().Add(h.clockSkew())) {
 		return refuse("stale_sign_in", "Sign-in too old",
 			"Changing the KaseyaOne integration needs a KaseyaOne sign-in made in the last five minutes. Please try again.")
 	}

@@ -16,9 +16,9 @@ import (
 )
 
 // k1Timeout bounds every call to K1 (discovery, JWKS, token exchange,
-// userinfo): a slow K1 gets a 503 page, not a hanging browser. A variable so
+// userinfo): a slow K1 gets a 503 page, not a hanging browser. A tunable so
 // tests can shorten it.
-var k1Timeout = 10 * time.Second
+var k1Timeout = newTunable(10 * time.Second)
 
 // maxK1Answer bounds the body of every answer from K1. go-oidc reads
 // discovery and userinfo answers whole, and a hostile or broken OP on a
@@ -171,7 +171,7 @@ func (p *k1Provider) newVerifier(keys oidc.KeySet, skew time.Duration, skipExpir
 }
 
 func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger) *k1Client {
-	hc := &http.Client{Timeout: k1Timeout, Transport: k1Transport{}} // k1Transport: metrics.go
+	hc := &http.Client{Timeout: k1Timeout.get(), Transport: k1Transport{}} // k1Transport: metrics.go
 	return &k1Client{
 		issuer:   cfg.issuer,
 		clientID: cfg.clientID,
@@ -278,7 +278,7 @@ func (k *k1Client) get(ctx context.Context) (*k1Provider, error) {
 // discover fetches discovery under the client's own context (which must
 // outlive the request), traced as part of the request that needed it.
 func (k *k1Client) discover(caller context.Context) (*k1Provider, error) {
-	ctx, cancel := context.WithTimeout(withSpanOf(k.ctx, caller), k1Timeout)
+	ctx, cancel := context.WithTimeout(withSpanOf(k.ctx, caller), k1Timeout.get())
 	defer cancel()
 	prov, err := oidc.NewProvider(ctx, k.issuer)
 	var mismatch *oidc.IssuerMismatchError

@@ -308,7 +308,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	if f := checkResponseIss(p, q); f != nil {
 		return nil, st, f
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout.get())
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {

@@ -340,7 +340,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "KaseyaOne's keys cannot be fetched")
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout)
+	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout.get())
 	defer cancel()
 	now := time.Now()
 	lt, err := p.verifyLogoutToken(ctx, raw, h.clockSkew(), now)

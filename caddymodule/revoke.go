@@ -25,10 +25,10 @@ const storeGrace = 5 * time.Second
 // clockShift (nanoseconds) moves the clock that session lifetimes,
 // revocations and the caddy store's expiries are measured by, so tests can
 // let hours pass. It is 0 outside tests.
-var clockShift atomic.Int64
+var clockShift = newTunable(0)
 
 // clockNow is the time of sessions and revocations (see clockShift).
-func clockNow() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) }
+func clockNow() time.Time { return time.Now().Add(clockShift.get()) }
 
 // revocationSet is this instance's copy of every revocation: what the store
 // had when the instance started, what other instances pushed or stored
