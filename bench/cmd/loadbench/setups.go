@@ -25,9 +25,10 @@ type setupSpec struct {
 	wanted func(order []string) bool
 	// start starts its processes; the setup listens on b.addrs[key].
 	start func(b *bench, key string) (group, error)
-	// login returns the Cookie header of a session through the setup at
-	// url, checked to open the upstream. nil: it gets (b)'s, as a browser
-	// sends its cookies either way.
+	// login returns the Cookie header of bob's session through the
+	// started setup; startSetups then checks that it opens the upstream
+	// and that nothing else does. nil: the setup gets (b)'s cookie, as a
+	// browser sends its cookies either way.
 	login func(b *bench, s *setup) (string, error)
 }
 
