@@ -206,4 +206,3 @@ func FuzzAssertionPayload(f *testing.F) {
 		}
 	})
 }
-
