@@ -51,6 +51,7 @@ type IssuerMismatchError struct {
 	Published  string
 }
 
+// Error names both issuers and the discovery URL, for the administrator.
 func (e *IssuerMismatchError) Error() string {
 	return fmt.Sprintf("issuer: configured as %q, but the discovery document at %s publishes %q; the configured issuer must be exactly the one the provider publishes",
 		e.Configured, DiscoveryURL(e.Configured), e.Published)
@@ -63,12 +64,13 @@ type DiscoveryError struct {
 	Problem string
 }
 
+// Error says what is wrong with the document.
 func (e *DiscoveryError) Error() string { return "discovery: " + e.Problem }
 
-// SigningAlgs are the ID token algorithms accepted when discovery
+// signingAlgs are the ID token algorithms accepted when discovery
 // advertises them: go-oidc's asymmetric ones. Never none, never HMAC (its
 // key would be the client secret, or a public key misused).
-var SigningAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
+var signingAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA}
 
 // DiscoveryURL is where the discovery document of issuer is fetched
 // (go-oidc builds the same URL).
@@ -298,10 +300,10 @@ func (c *Client) discover(caller context.Context) (*Provider, error) {
 	// §3.1.3.7); without the list, RS256 (OIDC Discovery §3).
 	algs := []string{oidc.RS256}
 	if meta.Algs != nil {
-		algs = slices.DeleteFunc(slices.Clone(meta.Algs), func(a string) bool { return !slices.Contains(SigningAlgs, a) })
+		algs = slices.DeleteFunc(slices.Clone(meta.Algs), func(a string) bool { return !slices.Contains(signingAlgs, a) })
 		if len(algs) == 0 {
 			return nil, &DiscoveryError{Problem: fmt.Sprintf("id_token_signing_alg_values_supported %q names no accepted algorithm (%s)",
-				meta.Algs, strings.Join(SigningAlgs, ", "))}
+				meta.Algs, strings.Join(signingAlgs, ", "))}
 		}
 	}
 	if meta.JWKS == "" {

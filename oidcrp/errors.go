@@ -55,6 +55,7 @@ type Error struct {
 	Err    error
 }
 
+// Error is the reason and what exactly was wrong.
 func (e *Error) Error() string {
 	if e.Err == nil {
 		return "oidcrp: " + string(e.Reason)

@@ -32,12 +32,15 @@ type IDTokenOptions struct {
 
 // IDToken is a verified ID token.
 type IDToken struct {
+	// Issuer, Subject, Audience, AuthorizedParty and Nonce are iss, sub,
+	// aud, azp and nonce.
 	Issuer          string
 	Subject         string
 	Audience        []string
 	AuthorizedParty string
 	Nonce           string
-	Expiry          time.Time
+	// Expiry is exp.
+	Expiry time.Time
 	// IssuedAt is iat in whole seconds, as the token carries it.
 	IssuedAt int64
 

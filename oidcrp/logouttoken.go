@@ -25,11 +25,14 @@ const LogoutTokenMaxAge = 2 * time.Minute
 
 // LogoutToken is a verified back-channel logout token.
 type LogoutToken struct {
+	// Issuer, Subject, SessionID and TokenID are iss, sub, sid and jti;
+	// Subject or SessionID may be empty, not both.
 	Issuer    string
 	Subject   string
 	SessionID string
 	TokenID   string
-	IssuedAt  time.Time
+	// IssuedAt is iat.
+	IssuedAt time.Time
 	// Expiry is the token's exp, or iat + LogoutTokenMaxAge without one.
 	Expiry time.Time
 }

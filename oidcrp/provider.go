@@ -28,7 +28,7 @@ type ProviderConfig struct {
 	// endpoints of the discovery members of the same names.
 	AuthURL, TokenURL, UserInfoURL, JWKSURL, EndSessionURL string
 	// Algorithms are the accepted ID token signing algorithms; nil means
-	// RS256. Algorithms not in SigningAlgs are dropped.
+	// RS256. none and HMAC are dropped.
 	Algorithms []string
 	// ScopesSupported is discovery's scopes_supported.
 	ScopesSupported []string
@@ -42,7 +42,7 @@ type ProviderConfig struct {
 func (c *Client) NewProvider(pc ProviderConfig) *Provider {
 	algs := []string{oidc.RS256}
 	if pc.Algorithms != nil {
-		algs = slices.DeleteFunc(slices.Clone(pc.Algorithms), func(a string) bool { return !slices.Contains(SigningAlgs, a) })
+		algs = slices.DeleteFunc(slices.Clone(pc.Algorithms), func(a string) bool { return !slices.Contains(signingAlgs, a) })
 	}
 	op := (&oidc.ProviderConfig{IssuerURL: c.cfg.Issuer, AuthURL: pc.AuthURL, TokenURL: pc.TokenURL,
 		UserInfoURL: pc.UserInfoURL, JWKSURL: pc.JWKSURL, Algorithms: algs}).NewProvider(c.ctx)
@@ -74,7 +74,7 @@ func (p *Provider) IssParameterSupported() bool { return p.issParam }
 func (p *Provider) SupportsScope(scope string) bool { return slices.Contains(p.scopes, scope) }
 
 // Algorithms are the ID token signing algorithms accepted: those the
-// provider advertises that are in SigningAlgs.
+// provider advertises, without none and HMAC.
 func (p *Provider) Algorithms() []string { return slices.Clone(p.algs) }
 
 // KeysFetched returns when the key set was last fetched, and whether it
