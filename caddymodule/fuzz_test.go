@@ -17,6 +17,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/gorilla/securecookie"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // Test hooks for the tests of package caddymodule_test. Each restores the
@@ -66,7 +68,7 @@ func FuzzSessionCookie(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cookie string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Cookie", cookie)
-		raw := readChunked(r, sessionCookie)
+		raw := sessioncookie.ReadChunked(r, sessionCookie)
 		if raw == "" {
 			return
 		}
