@@ -70,6 +70,16 @@ func TestCookieValue(t *testing.T) {
 	if v := Value(httptest.NewRequest("GET", "/", nil), "k1sso"); v != "" {
 		t.Fatalf("no Cookie header: %q", v)
 	}
+	// net/http takes no cookie whose name is not a token, so neither may
+	// Value, whatever name it is asked for.
+	for _, name := range []string{"_@Host-k1sso", "k1sso login", "k1sso;", "k1sso\u00e9", ""} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("Cookie", name+"=v; a=1")
+		if v := Value(req, name); v != "" {
+			t.Errorf("the name %q, which is no token: %q", name, v)
+		}
+		sameAsNetHTTP(t, name+"=v; a=1", name)
+	}
 }
 
 // sameAsNetHTTP checks Value against net/http's Request.Cookie: the same
