@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // Test hooks for the tests of package caddymodule_test. Each restores the
@@ -61,7 +63,7 @@ func FuzzSessionCookie(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cookie string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Cookie", cookie)
-		raw := readChunked(r, sessionCookie)
+		raw := sessioncookie.ReadChunked(r, sessionCookie)
 		if raw == "" {
 			return
 		}

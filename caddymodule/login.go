@@ -15,6 +15,8 @@ import (
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // loginState is what a pending login keeps in its signed, encrypted,
@@ -114,7 +116,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	if err != nil {
 		return err
 	}
-	http.SetCookie(w, newCookie(cookieName(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
+	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
 	if lr.loginHint != "" && validLoginHint(lr.loginHint) {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
@@ -136,7 +138,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 // boundLoginCookies keeps the number of pending-login cookies small: a
 // browser that started many logins without finishing them loses the old ones.
 func (h *Handler) boundLoginCookies(w http.ResponseWriter, r *http.Request, secure bool) {
-	pre := cookieName(loginCookiePre, secure)
+	pre := sessioncookie.Name(loginCookiePre, secure)
 	var names []string
 	for _, c := range r.Cookies() {
 		if strings.HasPrefix(c.Name, pre) {
@@ -147,7 +149,7 @@ func (h *Handler) boundLoginCookies(w http.ResponseWriter, r *http.Request, secu
 		return
 	}
 	for _, n := range names {
-		expireCookie(w, n, secure)
+		sessioncookie.Expire(w, n, secure)
 	}
 }
 
@@ -285,7 +287,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	state := q.Get("state")
 	st, stErr := h.loginStateFor(r, state, secure)
 	if len(state) >= 12 {
-		expireCookie(w, cookieName(loginCookiePre+state[:12], secure), secure)
+		sessioncookie.Expire(w, sessioncookie.Name(loginCookiePre+state[:12], secure), secure)
 	}
 	if e := q.Get("error"); e != "" {
 		return nil, nil, k1Error(e, q.Get("error_description"), stErr == nil)
@@ -396,7 +398,7 @@ func (h *Handler) loginStateFor(r *http.Request, state string, secure bool) (*lo
 	if len(state) < 12 {
 		return nil, bad
 	}
-	v := cookieValue(r, cookieName(loginCookiePre+state[:12], secure))
+	v := sessioncookie.Value(r, sessioncookie.Name(loginCookiePre+state[:12], secure))
 	if v == "" {
 		return nil, bad
 	}

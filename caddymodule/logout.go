@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 func init() {
@@ -268,7 +270,7 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 	secure := h.secure(r)
 	h.revokeSession(r.Context(), sess)
 	h.shared.clearSession(w, secure)
-	expireCookie(w, cookieName(adminCookie, secure), secure) // the admin page's sign-in ends too
+	sessioncookie.Expire(w, sessioncookie.Name(adminCookie, secure), secure) // the admin page's sign-in ends too
 	h.expireUpstreamCookies(w, r, false)
 	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), sidField(sess.SID))
 	if via == "bms_logout" {

@@ -112,7 +112,7 @@ type recheckQueue struct {
 
 func newRecheckQueue(cfg *config) *recheckQueue {
 	q := &recheckQueue{jobs: make(chan recheckJob, recheckQueueSize)}
-	d := deployment{issuer: cfg.issuer, clientID: cfg.clientID}
+	d := cookieDeployment(cfg)
 	for _, secret := range cfg.cookieKeys {
 		q.codecs = append(q.codecs, newCodec(secret, d, "k1 tokens", 0))
 	}
