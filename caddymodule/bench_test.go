@@ -150,7 +150,7 @@ func BenchmarkSetIdentity(b *testing.B) {
 	r := benchRequest(b, h)
 	now := time.Now()
 	e := h.shared.lookupSession(r, false, now)
-	d := h.identity(r, e, now)
+	d := h.identity(h.originOf(r), e, now)
 	repl := caddy.NewReplacer()
 	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 	b.ReportAllocs()
@@ -181,7 +181,7 @@ func BenchmarkAssertionReused(b *testing.B) {
 	e := h.shared.lookupSession(r, false, now)
 	b.ReportAllocs()
 	for b.Loop() {
-		d := h.identity(r, e, now)
+		d := h.identity(h.originOf(r), e, now)
 		if d == nil {
 			b.Fatal("no identity")
 		}
@@ -278,7 +278,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		for _, r := range reqs {
 			e := h.shared.lookupSession(r, false, now)
-			if e == nil || h.identity(r, e, now) == nil {
+			if e == nil || h.identity(h.originOf(r), e, now) == nil {
 				b.Fatal("no identity")
 			}
 		}

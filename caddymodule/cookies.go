@@ -65,9 +65,9 @@ func isOwnCookie(name string) bool {
 }
 
 // dropOwnCookies removes k1sso's own cookies (session, chunks, login
-// states, admin nonce) from the request. ServeHTTP calls it once, right
-// after reading the session and before anything that may forward the
-// request or expand a placeholder, so neither the upstream nor
+// states, admin nonce) from the request. Handler.forward (handler.go)
+// does it, with dropCookies, right before the rest of the route and before
+// the identity's placeholders are expanded, so neither the upstream nor
 // {http.request.cookie.*} / {http.request.header.Cookie} ever see them.
 func dropOwnCookies(r *http.Request) { dropCookies(r, nil) }
 

@@ -55,7 +55,7 @@ type loginRequest struct {
 }
 
 // serveLogin starts an SP-initiated login: GET /.k1sso/login?rd=&tenant=.
-func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, rq *request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
@@ -78,25 +78,25 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	// Already signed in (for that tenant): nothing to do at K1, unless the
 	// session is to be renewed (renew=1, the expiry notice's link, notice.go):
 	// then a new one for the same tenant.
-	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, e) {
+	if e := rq.active(); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, rq) {
 		if q.Get("renew") == "" {
 			http.Redirect(w, r, lr.rd, http.StatusFound)
 			return nil
 		}
 		lr.tenant = e.s.Tenant()
 	}
-	return h.startLogin(w, r, lr)
+	return h.startLogin(w, r, rq, lr)
 }
 
 // startLogin sends the browser to K1's authorization endpoint with a fresh
 // state, nonce and PKCE verifier kept in a login cookie.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rq *request, lr loginRequest) error {
 	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
 		h.k1Down(w, r, err)
 		return nil
 	}
-	secure := h.secure(r)
+	secure := rq.secure
 	h.boundLoginCookies(w, r, secure)
 	st := loginState{
 		State:    randomID(32),
@@ -104,7 +104,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 		Verifier: oauth2.GenerateVerifier(),
 		RD:       lr.rd,
 		Tenant:   lr.tenant,
-		Redirect: h.base(r).String() + prefix + "callback",
+		Redirect: rq.origin.String() + prefix + "callback",
 		Issued:   time.Now().Unix(),
 
 		K1Initiated: lr.k1Initiated,
@@ -225,8 +225,8 @@ func fail(status int, reason, title, message string) *loginFailure {
 }
 
 // serveCallback finishes a login: GET /.k1sso/callback?code=&state=.
-func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
-	secure := h.secure(r)
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rq *request) error {
+	secure := rq.secure
 	sess, st, err := h.finishLogin(w, r, secure)
 	if err != nil {
 		var f *loginFailure
@@ -253,7 +253,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	// A sign-in for a purpose (the admin page) runs its own checks and
 	// never writes a session.
 	if st.Purpose != "" {
-		return h.completePurpose(w, r, st, sess)
+		return h.completePurpose(w, r, secure, st, sess)
 	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		h.logger.Error("writing the session cookie", zap.Error(err))
