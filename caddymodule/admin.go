@@ -6,6 +6,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // The admin page: /.k1sso/admin shows the switch of every tenant the
@@ -225,7 +227,7 @@ func (h *Handler) setAdminCookie(w http.ResponseWriter, r *http.Request, n admin
 	if err != nil {
 		return false
 	}
-	http.SetCookie(w, newCookie(cookieName(adminCookie, secure), v, secure, adminCookieAge))
+	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(adminCookie, secure), v, secure, adminCookieAge))
 	return true
 }
 
@@ -244,7 +246,7 @@ func (h *Handler) adminCSRF(w http.ResponseWriter, r *http.Request, n adminNonce
 
 func (h *Handler) adminNonce(r *http.Request) (adminNonce, bool) {
 	var n adminNonce
-	v := cookieValue(r, cookieName(adminCookie, h.secure(r)))
+	v := sessioncookie.Value(r, sessioncookie.Name(adminCookie, h.secure(r)))
 	if v == "" || securecookie.DecodeMulti(adminCookie, v, &n, h.shared.codecs.login...) != nil ||
 		n.N == "" || time.Since(time.Unix(n.Issued, 0)) > adminCookieAge {
 		return adminNonce{}, false

@@ -15,6 +15,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // The micro-benchmarks of the per-request hot path (run with
@@ -104,7 +106,7 @@ func BenchmarkSessionLookupUncached(b *testing.B) {
 	h := benchHandler(b)
 	r := benchRequest(b, h)
 	now := time.Now()
-	key := keyOf(readChunked(r, sessionCookie))
+	key := keyOf(sessioncookie.ReadChunked(r, sessionCookie))
 	b.ReportAllocs()
 	for b.Loop() {
 		if h.shared.lookupSession(r, false, now) == nil {
@@ -119,7 +121,7 @@ func BenchmarkCookieValue(b *testing.B) {
 	r := benchRequest(b, h)
 	b.ReportAllocs()
 	for b.Loop() {
-		if readChunked(r, sessionCookie) == "" {
+		if sessioncookie.ReadChunked(r, sessionCookie) == "" {
 			b.Fatal("no cookie")
 		}
 	}

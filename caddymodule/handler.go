@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // prefix is the reserved path prefix of k1sso's own endpoints.
@@ -42,7 +44,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			logout = e.s.full()
 		}
 	}
-	sentCookie := e == nil && h.Enforce && cookieValue(r, cookieName(sessionCookie, secure)) != ""
+	sentCookie := e == nil && h.Enforce && sessioncookie.Value(r, sessioncookie.Name(sessionCookie, secure)) != ""
 	var renew *session // idle.go: the session's cookie to re-issue
 	if e != nil && !revoked {
 		renew = h.touch(r, e, now)

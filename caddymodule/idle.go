@@ -7,6 +7,8 @@ import (
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // The idle timeout is stateless: the session cookie carries when the
@@ -59,7 +61,7 @@ func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntr
 	secure := h.secure(r)
 	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
 	if err == nil {
-		err = writeChunked(w, r, cookieName(sessionCookie, secure), v, secure, time.Until(time.Unix(sess.Expires, 0)))
+		err = sessioncookie.WriteChunked(w, r, sessioncookie.Name(sessionCookie, secure), v, secure, time.Until(time.Unix(sess.Expires, 0)))
 	}
 	if err != nil {
 		if ce := h.logger.Check(zapcore.DebugLevel, "re-issuing the session cookie"); ce != nil {

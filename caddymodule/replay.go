@@ -13,6 +13,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // A form posted without a valid session is kept and sent again after the
@@ -61,7 +63,7 @@ func (b *formBudget) take(now time.Time) bool {
 
 // formCodecs encrypt kept forms in the store, with keys of their own.
 func (h *Handler) formCodecs() []securecookie.Codec {
-	d := deployment{issuer: h.cfg.issuer, clientID: h.cfg.clientID}
+	d := cookieDeployment(h.cfg)
 	var cs []securecookie.Codec
 	for _, secret := range h.cfg.cookieKeys {
 		sc := newCodec(secret, d, "kept form", formTTL)
@@ -131,7 +133,7 @@ func (h *Handler) keepForm(w http.ResponseWriter, r *http.Request, e *sessionEnt
 		return false, nil
 	}
 	secure := h.secure(r)
-	http.SetCookie(w, newCookie(cookieName(formCookie, secure), id, secure, formTTL))
+	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(formCookie, secure), id, secure, formTTL))
 	target := prefix + "login?rd=" + url.QueryEscape(replayPath)
 	if e != nil && e.s.Tenant() == "" {
 		target = prefix + "tenant?rd=" + url.QueryEscape(replayPath)
@@ -153,7 +155,7 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request) error {
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
 	secure := h.secure(r)
-	id := cookieValue(r, cookieName(formCookie, secure))
+	id := sessioncookie.Value(r, sessioncookie.Name(formCookie, secure))
 	gone := pageData{Title: "No form to send", Message: "There is no form waiting to be sent again: it was sent already, or it was kept too long.",
 		Links: []pageLink{{Href: h.cfg.landingPage, Text: "Continue"}}}
 	if id == "" {
@@ -169,7 +171,7 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, r, http.StatusOK, pageData{Title: "Sending your form again…"})
 		return nil
 	}
-	expireCookie(w, cookieName(formCookie, secure), secure)
+	sessioncookie.Expire(w, sessioncookie.Name(formCookie, secure), secure)
 	claimed, err := h.shared.used.claim(r.Context(), "form:"+id, formTTL)
 	if err != nil {
 		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Form not sent", Message: "Your form could not be sent again right now. Please try again in a moment.",
