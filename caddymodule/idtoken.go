@@ -11,15 +11,8 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-
 	"github.com/k1sso/k1sso/oidcrp"
 )
-
-func init() {
-	featureOptions["clock_skew"] = parseClockSkew
-}
 
 // Clock skew between K1 and this proxy: how far in the future an ID token's
 // iat may lie and how long after its exp it is still accepted.
@@ -27,22 +20,6 @@ const (
 	defaultClockSkew = 2 * time.Minute
 	maxClockSkew     = 10 * time.Minute
 )
-
-// parseClockSkew parses `clock_skew <duration>`.
-func parseClockSkew(h *Handler, d *caddyfile.Dispenser, args []string) error {
-	if len(args) != 1 {
-		return d.Errf("k1sso: clock_skew takes exactly one duration")
-	}
-	v, err := caddy.ParseDuration(args[0])
-	if err != nil || v < 0 || v > maxClockSkew {
-		return d.Errf("k1sso: clock_skew: %q must be a duration from 0s to %s", args[0], maxClockSkew)
-	}
-	if v == 0 {
-		v = -1 // explicit zero: no leeway (0 in JSON means the default)
-	}
-	h.ClockSkew = caddy.Duration(v)
-	return nil
-}
 
 // clockSkew is the configured leeway, bounded so that a typo cannot make
 // expired tokens valid for hours.

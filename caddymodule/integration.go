@@ -19,8 +19,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 // The integration switch: per tenant, a BMS admin turns SP-initiated
@@ -28,16 +26,6 @@ import (
 // in the shared store under integration/<tenant>, so it survives restarts and
 // every instance sees it; login paths read it through a short in-memory
 // cache. The authenticated request path never reads it.
-
-func init() {
-	featureOptions["integration_default"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
-			return d.Errf("k1sso: integration_default takes on or off")
-		}
-		h.IntegrationDefault = args[0]
-		return nil
-	}
-}
 
 // integrationPurpose marks a login started by the admin page to change a
 // tenant's switch (loginState.Purpose).

@@ -11,30 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
-
-func init() {
-	featureOptions["launcher_url"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		if len(args) != 1 {
-			return d.Errf("k1sso: launcher_url takes exactly one value")
-		}
-		h.LauncherURL = args[0]
-		return nil
-	}
-	onOff := func(name string, dst func(h *Handler) **bool) func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		return func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-			if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
-				return d.Errf("k1sso: %s takes on or off", name)
-			}
-			v := args[0] == "on"
-			*dst(h) = &v
-			return nil
-		}
-	}
-	featureOptions["inject_login_link"] = onOff("inject_login_link", func(h *Handler) **bool { return &h.InjectLoginLink })
-	featureOptions["inject_launcher"] = onOff("inject_launcher", func(h *Handler) **bool { return &h.InjectLauncher })
-}
 
 // LaunchOptions configure K1-initiated launch, the app launcher and the
 // injection of the login link and launcher icon into BMS pages.

@@ -11,47 +11,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/k1sso/k1sso/sessioncookie"
 )
-
-func init() {
-	featureOptions["logout_path"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		if len(args) != 1 {
-			return d.Errf("k1sso: logout_path takes exactly one path")
-		}
-		if !matchablePath(args[0]) {
-			return d.Errf("k1sso: logout_path: %q must be a local path starting with /, in clean form (no query, no //, /./ or /../, no ; or %%)", args[0])
-		}
-		h.LogoutPath = args[0]
-		return nil
-	}
-	featureOptions["upstream_cookies"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		if len(args) == 0 {
-			return d.Errf("k1sso: upstream_cookies needs at least one cookie name")
-		}
-		for _, n := range args {
-			if !validCookieName(n) {
-				return d.Errf("k1sso: upstream_cookies: %q is not a cookie name", n)
-			}
-		}
-		h.UpstreamCookies = append(h.UpstreamCookies, args...)
-		return nil
-	}
-	featureOptions["store"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		switch {
-		case len(args) == 1 && args[0] == "caddy":
-			h.Store = "caddy"
-		case len(args) == 2 && args[0] == "redis":
-			h.Store, h.RedisURL = "redis", args[1]
-		default:
-			return d.Errf("k1sso: store takes `caddy` or `redis <url>`")
-		}
-		return nil
-	}
-}
 
 // LogoutOptions configure global logout and the shared store. Caddyfile:
 //

@@ -18,28 +18,12 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 func init() {
 	// Kept tokens, recheck claims and kept forms expire; the caddy store
 	// deletes them once they have (replay.go's forms included).
 	sweptFolders = append(sweptFolders, "k1tokens", "recheck", "form")
-	featureOptions["recheck_interval"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		if len(args) != 1 {
-			return d.Errf("k1sso: recheck_interval takes a duration or off")
-		}
-		if args[0] == "off" {
-			h.RecheckInterval = -1
-			return nil
-		}
-		v, err := caddy.ParseDuration(args[0])
-		if err != nil || v <= 0 {
-			return d.Errf("k1sso: recheck_interval: %q is not a positive duration or off", args[0])
-		}
-		h.RecheckInterval = caddy.Duration(v)
-		return nil
-	}
 }
 
 // RecheckOptions configure how live sessions are checked again with K1, so
