@@ -24,6 +24,9 @@ func TestPathOptionsMustBeMatchable(t *testing.T) {
 		}
 		var lh Handler
 		err := lh.UnmarshalCaddyfile(caddyfile.NewTestDispenser(minimal + "\tlogout_path " + p + "\n}"))
+		if err == nil { // good syntax: Provision refuses it
+			err = lh.provisionLogout(caddy.Context{})
+		}
 		if err == nil || !strings.Contains(err.Error(), "logout_path:") {
 			t.Errorf("logout_path %q in a Caddyfile: error %v, want one naming logout_path", p, err)
 		}

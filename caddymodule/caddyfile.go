@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,144 +41,217 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		session_idle_timeout <duration>
 //		expiry_notice <duration>
 //		login_timeout <duration>
+//		recheck_interval <duration>|off
 //		clock_skew    <duration>
 //		header        <name> <value>
 //		launcher_url  <url>
 //		inject_login_link on|off
 //		inject_launcher   on|off
+//		integration_default on|off
 //		logout_path   <path>
 //		upstream_cookies <name>...
 //		store         caddy | redis <url>
-//		integration_default on|off
 //	}
 //
-// Unknown options and repeated single-value options are errors.
+// Only the syntax is checked here: unknown options, argument counts,
+// repeated single-value options, durations and keywords. Whether a value
+// makes sense (a required option, a minimum, a URL or path, a header k1sso
+// sets itself) is checked by Provision, so a JSON config is held to the same
+// rules; `caddy adapt` therefore accepts a block that `caddy run` refuses.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	file, line := d.File(), d.Line()
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		switch opt {
-		case "cookie_secret", "public", "header", "scopes":
-			// may be given more than once
-		default:
-			if seen[opt] {
-				return d.Errf("k1sso: option %s given twice", opt)
-			}
+		if seen[opt] && !repeatableOption(opt) {
+			return d.Errf("k1sso: option %s given twice", opt)
 		}
 		seen[opt] = true
-		args := d.RemainingArgs()
-		one := func(dst *string) error {
-			if len(args) != 1 {
-				return d.Errf("k1sso: %s takes exactly one value", opt)
-			}
-			*dst = args[0]
-			return nil
-		}
-		flag := func(dst *bool) error {
-			if len(args) != 0 {
-				return d.Errf("k1sso: %s takes no value", opt)
-			}
-			*dst = true
-			return nil
-		}
-		dur := func(dst *caddy.Duration) error {
-			var s string
-			if err := one(&s); err != nil {
-				return err
-			}
-			v, err := caddy.ParseDuration(s)
-			if err != nil || v <= 0 {
-				return d.Errf("k1sso: %s: %q is not a positive duration", opt, s)
-			}
-			*dst = caddy.Duration(time.Duration(v))
-			return nil
-		}
-		var err error
-		switch opt {
-		case "issuer":
-			err = one(&h.Issuer)
-		case "client_id":
-			err = one(&h.ClientID)
-		case "client_secret":
-			err = one(&h.ClientSecret)
-		case "cookie_secret":
-			if len(args) == 0 {
-				return d.Errf("k1sso: cookie_secret needs at least one secret")
-			}
-			h.CookieSecrets = append(h.CookieSecrets, args...)
-		case "users":
-			err = one(&h.Users)
-		case "external_url":
-			err = one(&h.ExternalURL)
-		case "enforce":
-			err = flag(&h.Enforce)
-		case "public":
-			if len(args) == 0 {
-				return d.Errf("k1sso: public needs at least one path pattern")
-			}
-			for _, p := range args {
-				if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "*") {
-					return d.Errf("k1sso: public: %q must be a path pattern starting with / or *", p)
-				}
-			}
-			h.Public = append(h.Public, args...)
-		case "login_path":
-			err = one(&h.LoginPath)
-		case "landing_page":
-			err = one(&h.LandingPage)
-		case "scopes":
-			if len(args) == 0 {
-				return d.Errf("k1sso: scopes needs at least one scope")
-			}
-			h.Scopes = append(h.Scopes, args...)
-		case "require_mfa":
-			err = flag(&h.RequireMFA)
-		case "session_lifetime":
-			err = dur(&h.SessionLifetime)
-		case "login_timeout":
-			err = dur(&h.LoginTimeout)
-		case "header":
-			if len(args) != 2 {
-				return d.Errf("k1sso: header takes a name and a value")
-			}
-			if isIdentityHeader(args[0]) {
-				return d.Errf("k1sso: header: %s is an identity header k1sso sets itself", args[0])
-			}
-			if h.Headers == nil {
-				h.Headers = map[string]string{}
-			}
-			h.Headers[args[0]] = args[1]
-		default:
-			parse, ok := featureOptions[opt]
-			if !ok {
-				return d.Errf("k1sso: unknown option %q", opt)
-			}
-			err = parse(h, d, args)
-		}
-		if err != nil {
+		if err := h.unmarshalOption(d, opt, d.RemainingArgs()); err != nil {
 			return err
 		}
 		if d.NextBlock(1) {
 			return d.Errf("k1sso: %s takes no block", opt)
 		}
 	}
-	for _, req := range []string{"issuer", "client_id", "client_secret", "cookie_secret", "users"} {
-		if !seen[req] {
-			return fmt.Errorf("%s:%d - k1sso: option %s is required", file, line, req)
-		}
-	}
 	return nil
 }
 
-// featureOptions parse the options of one feature each (launch, logout,
-// store, ...), registered from that feature's file in init. A parser gets the
-// option's arguments; the dispenser is for errors (d.Errf) only.
-var featureOptions = map[string]func(h *Handler, d *caddyfile.Dispenser, args []string) error{}
+// repeatableOption reports whether opt may be given more than once; its
+// values are then appended.
+func repeatableOption(opt string) bool {
+	switch opt {
+	case "cookie_secret", "public", "header", "scopes":
+		return true
+	}
+	return false
+}
+
+// unmarshalOption sets the field of one option from its arguments; d is
+// for errors only, so that they carry the file and line.
+func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, opt string, args []string) error {
+	p := optionArgs{d: d, opt: opt, args: args}
+	switch opt {
+	case "issuer":
+		return p.one(&h.Issuer)
+	case "client_id":
+		return p.one(&h.ClientID)
+	case "client_secret":
+		return p.one(&h.ClientSecret)
+	case "cookie_secret":
+		return p.some(&h.CookieSecrets, "secret")
+	case "users":
+		return p.one(&h.Users)
+	case "external_url":
+		return p.one(&h.ExternalURL)
+	case "enforce":
+		return p.flag(&h.Enforce)
+	case "public":
+		return p.some(&h.Public, "path pattern")
+	case "login_path":
+		return p.one(&h.LoginPath)
+	case "landing_page":
+		return p.one(&h.LandingPage)
+	case "scopes":
+		return p.some(&h.Scopes, "scope")
+	case "require_mfa":
+		return p.flag(&h.RequireMFA)
+	case "session_lifetime":
+		return p.duration(&h.SessionLifetime)
+	case "session_idle_timeout":
+		return p.duration(&h.SessionIdleTimeout)
+	case "expiry_notice":
+		return p.duration(&h.ExpiryNotice)
+	case "login_timeout":
+		return p.duration(&h.LoginTimeout)
+	case "recheck_interval":
+		if len(args) == 1 && args[0] == "off" {
+			h.RecheckInterval = -1 // JSON spells off as a negative interval
+			return nil
+		}
+		if len(args) != 1 {
+			return d.Errf("k1sso: recheck_interval takes a duration or off")
+		}
+		v, err := caddy.ParseDuration(args[0])
+		if err != nil || v <= 0 {
+			return d.Errf("k1sso: recheck_interval: %q is not a positive duration or off", args[0])
+		}
+		h.RecheckInterval = caddy.Duration(v)
+		return nil
+	case "clock_skew":
+		if len(args) != 1 {
+			return d.Errf("k1sso: clock_skew takes exactly one duration")
+		}
+		v, err := caddy.ParseDuration(args[0])
+		if err != nil || v < 0 {
+			return d.Errf("k1sso: clock_skew: %q is not a duration of 0s or more", args[0])
+		}
+		if v == 0 {
+			v = -1 // explicit zero: no leeway (0 in JSON means the default)
+		}
+		h.ClockSkew = caddy.Duration(v)
+		return nil
+	case "header":
+		if len(args) != 2 {
+			return d.Errf("k1sso: header takes a name and a value")
+		}
+		if h.Headers == nil {
+			h.Headers = map[string]string{}
+		}
+		h.Headers[args[0]] = args[1]
+		return nil
+	case "launcher_url":
+		return p.one(&h.LauncherURL)
+	case "inject_login_link":
+		return p.onOff(&h.InjectLoginLink)
+	case "inject_launcher":
+		return p.onOff(&h.InjectLauncher)
+	case "integration_default":
+		var on *bool
+		if err := p.onOff(&on); err != nil {
+			return err
+		}
+		h.IntegrationDefault = args[0]
+		return nil
+	case "logout_path":
+		return p.one(&h.LogoutPath)
+	case "upstream_cookies":
+		return p.some(&h.UpstreamCookies, "cookie name")
+	case "store":
+		switch {
+		case len(args) == 1 && args[0] == "caddy":
+			h.Store = "caddy"
+		case len(args) == 2 && args[0] == "redis":
+			h.Store, h.RedisURL = "redis", args[1]
+		default:
+			return d.Errf("k1sso: store takes `caddy` or `redis <url>`")
+		}
+		return nil
+	}
+	return d.Errf("k1sso: unknown option %q", opt)
+}
+
+// optionArgs are the arguments of one option, with the parsers of the
+// argument shapes that several options share.
+type optionArgs struct {
+	d    *caddyfile.Dispenser
+	opt  string
+	args []string
+}
+
+func (p optionArgs) one(dst *string) error {
+	if len(p.args) != 1 {
+		return p.d.Errf("k1sso: %s takes exactly one value", p.opt)
+	}
+	*dst = p.args[0]
+	return nil
+}
+
+// some appends one or more values; what names one value in the error.
+func (p optionArgs) some(dst *[]string, what string) error {
+	if len(p.args) == 0 {
+		return p.d.Errf("k1sso: %s needs at least one %s", p.opt, what)
+	}
+	*dst = append(*dst, p.args...)
+	return nil
+}
+
+func (p optionArgs) flag(dst *bool) error {
+	if len(p.args) != 0 {
+		return p.d.Errf("k1sso: %s takes no value", p.opt)
+	}
+	*dst = true
+	return nil
+}
+
+// onOff sets a switch whose JSON default (nil) is kept apart from off.
+func (p optionArgs) onOff(dst **bool) error {
+	if len(p.args) != 1 || (p.args[0] != "on" && p.args[0] != "off") {
+		return p.d.Errf("k1sso: %s takes on or off", p.opt)
+	}
+	v := p.args[0] == "on"
+	*dst = &v
+	return nil
+}
+
+// duration reads a positive duration. Zero and negative durations are not
+// Caddyfile syntax: in JSON, 0 means the option is unset and negative values
+// are the spellings of off, so a Caddyfile `0s` or `-1m` would silently mean
+// something else than it says. Minimums are Provision's.
+func (p optionArgs) duration(dst *caddy.Duration) error {
+	if len(p.args) != 1 {
+		return p.d.Errf("k1sso: %s takes exactly one duration", p.opt)
+	}
+	v, err := caddy.ParseDuration(p.args[0])
+	if err != nil || v <= 0 {
+		return p.d.Errf("k1sso: %s: %q is not a positive duration", p.opt, p.args[0])
+	}
+	*dst = caddy.Duration(time.Duration(v))
+	return nil
+}
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -81,7 +81,7 @@ func runCheck(ctx context.Context, w io.Writer, cfgJSON []byte) (failed bool, er
 
 func (c *checker) checkHandler(ctx context.Context, h *Handler, bases []string, storage certmagic.Storage, storageErr error) {
 	expand := func(s string) string { return caddy.NewReplacer().ReplaceKnown(s, "") }
-	cfg, err := h.buildConfig()
+	cfg, err := h.checkOptions(caddy.Context{Context: ctx})
 	if err != nil {
 		c.line("FAIL", "config", "%v", err)
 	} else {

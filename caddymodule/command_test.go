@@ -199,6 +199,9 @@ func TestCheckCommand(t *testing.T) {
 		{"issuer with a trailing / added", demoCaddyfile(t, k1.URL+"/"), demoEnv, "discovery", "mind a trailing /"},
 		{"issuer with the trailing / removed", demoCaddyfile(t, slashURL), demoEnv, "discovery", "mind a trailing /"},
 		{"broken users file", strings.Replace(cf, "users examples/users.csv", "users "+broken, 1), demoEnv, "users", "line 3:"},
+		// Good syntax that Provision refuses: check reports Provision's error.
+		{"a public pattern that is no path", strings.Replace(cf, "users examples/users.csv", "users examples/users.csv\n\t\tpublic static", 1),
+			demoEnv, "config", `public: "static" must be a path pattern`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

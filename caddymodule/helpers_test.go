@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,7 +20,7 @@ const testUsers = "email,bms_user,tenant,tenant_name,roles\n" +
 	"alice@acme.example,alice.labs,acme-labs,Acme Labs,admin\n" +
 	"bob@acme.example,bob,acme,Acme,\n"
 
-// testEndSession is the end_session_endpoint of testK1's discovery.
+// testEndSession is the end_session_endpoint of testOP's discovery.
 const testEndSession = "https://k1.example/logout"
 
 // testDirectory is a directory of csv that no file backs.
@@ -34,21 +35,34 @@ func testDirectory(t *testing.T, csv string) *directory {
 	return d
 }
 
-// testK1 is a K1 client that has already discovered its provider: the
-// handler tests reach no OP. Only what a request path reads without
-// verifying a token is filled in.
-func testK1(issuer string) *k1Client {
-	return &k1Client{issuer: issuer, clientID: "bms", p: &k1Provider{issuer: issuer, clientID: "bms", endSession: testEndSession}}
+// testOP is an in-test OP that serves only its discovery document, with
+// testEndSession: the handler tests verify no token and sign nobody in at
+// K1, they only need K1's endpoints. It returns the issuer.
+func testOP(t *testing.T) string {
+	t.Helper()
+	var issuer string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "authorization_endpoint": issuer + "/authorize",
+			"token_endpoint": issuer + "/token", "jwks_uri": issuer + "/jwks", "end_session_endpoint": testEndSession})
+	}))
+	t.Cleanup(srv.Close)
+	issuer = srv.URL
+	return issuer
 }
 
-// newTestHandler is a provisioned handler (enforce, recheck off) over a
-// pooled state assembled from in-test parts: testUsers, a caddy store on a
-// temp folder, a fresh signer and testK1, in sync with the store and
-// started. configure changes the options before they are provisioned.
-// No Caddy runs and no goroutine starts.
+// newTestHandler is a provisioned handler (enforce, recheck off) of
+// testOP over a pooled state assembled from in-test parts: testUsers, a
+// caddy store on a temp folder and a fresh signer, in sync with the store
+// and started. configure changes the options before they are provisioned.
+// No Caddy runs and the state starts no goroutine.
 func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 	t.Helper()
-	h := &Handler{Issuer: "https://k1.example", ClientID: "bms", ClientSecret: "bms-secret",
+	h := &Handler{Issuer: testOP(t), ClientID: "bms", ClientSecret: "bms-secret",
 		CookieSecrets: []string{strings.Repeat("s", 32)}, Users: "users.csv", Enforce: true}
 	h.RecheckInterval = -1
 	if configure != nil {
@@ -64,7 +78,7 @@ func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 	}
 	signer, _ := testSigner(t)
 	store := newCaddyStore(&certmagic.FileStorage{Path: t.TempDir()}, storeNamespace(cfg.issuerURL(), cfg.clientID), nil)
-	s := assembleShared(cfg, sharedParts{dir: testDirectory(t, testUsers), store: store, signer: signer, k1: testK1(cfg.issuer)}, zap.NewNop())
+	s := assembleShared(cfg, sharedParts{dir: testDirectory(t, testUsers), store: store, signer: signer}, zap.NewNop())
 	t.Cleanup(func() { _ = s.Destruct() })
 	// What start (app.go) does, without loading from the store: the set is
 	// complete (nothing else writes the store) until long after the test.

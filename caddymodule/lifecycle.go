@@ -6,26 +6,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
-
-func init() {
-	durationOption := func(name string, dst func(h *Handler) *caddy.Duration) func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		return func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-			if len(args) != 1 {
-				return d.Errf("k1sso: %s takes exactly one duration", name)
-			}
-			v, err := caddy.ParseDuration(args[0])
-			if err != nil || v <= 0 {
-				return d.Errf("k1sso: %s: %q is not a positive duration", name, args[0])
-			}
-			*dst(h) = caddy.Duration(v)
-			return nil
-		}
-	}
-	featureOptions["session_idle_timeout"] = durationOption("session_idle_timeout", func(h *Handler) *caddy.Duration { return &h.SessionIdleTimeout })
-	featureOptions["expiry_notice"] = durationOption("expiry_notice", func(h *Handler) *caddy.Duration { return &h.ExpiryNotice })
-}
 
 // lifecycleUnit is the shortest idle timeout and how often the cookie of a
 // session in use is re-issued. A build with the k1sso_shortunits tag (the

@@ -15,6 +15,8 @@ import (
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // loginState is what a pending login keeps in its signed, encrypted,
@@ -53,7 +55,7 @@ type loginRequest struct {
 }
 
 // serveLogin starts an SP-initiated login: GET /.k1sso/login?rd=&tenant=.
-func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, rq *request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
@@ -73,24 +75,24 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	// Already signed in (for that tenant): nothing to do at K1, unless the
 	// session is to be renewed (renew=1, the expiry notice's link, notice.go):
 	// then a new one for the same tenant.
-	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, e) {
+	if e := rq.active(); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, rq) {
 		if q.Get("renew") == "" {
 			http.Redirect(w, r, lr.rd, http.StatusFound)
 			return nil
 		}
 		lr.tenant = e.s.Tenant()
 	}
-	return h.startLogin(w, r, lr)
+	return h.startLogin(w, r, rq, lr)
 }
 
 // startLogin sends the browser to K1's authorization endpoint with a fresh
 // state, nonce and PKCE verifier kept in a login cookie.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
-	p, err := h.shared.k1.get(r.Context())
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rq *request, lr loginRequest) error {
+	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
 		return h.k1Down(w, r, err)
 	}
-	secure := h.secure(r)
+	secure := rq.secure
 	h.boundLoginCookies(w, r, secure)
 	st := loginState{
 		State:    randomID(32),
@@ -98,7 +100,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 		Verifier: oauth2.GenerateVerifier(),
 		RD:       lr.rd,
 		Tenant:   lr.tenant,
-		Redirect: h.base(r).String() + prefix + "callback",
+		Redirect: rq.origin.String() + prefix + "callback",
 		Issued:   time.Now().Unix(),
 
 		K1Initiated: lr.k1Initiated,
@@ -110,7 +112,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	if err != nil {
 		return err
 	}
-	http.SetCookie(w, newCookie(cookieName(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
+	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
 	if lr.loginHint != "" && validLoginHint(lr.loginHint) {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
@@ -132,7 +134,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 // boundLoginCookies keeps the number of pending-login cookies small: a
 // browser that started many logins without finishing them loses the old ones.
 func (h *Handler) boundLoginCookies(w http.ResponseWriter, r *http.Request, secure bool) {
-	pre := cookieName(loginCookiePre, secure)
+	pre := sessioncookie.Name(loginCookiePre, secure)
 	var names []string
 	for _, c := range r.Cookies() {
 		if strings.HasPrefix(c.Name, pre) {
@@ -143,7 +145,7 @@ func (h *Handler) boundLoginCookies(w http.ResponseWriter, r *http.Request, secu
 		return
 	}
 	for _, n := range names {
-		expireCookie(w, n, secure)
+		sessioncookie.Expire(w, n, secure)
 	}
 }
 
@@ -151,7 +153,7 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     h.cfg.clientID,
 		ClientSecret: h.cfg.clientSecret,
-		Endpoint:     p.provider.Endpoint(),
+		Endpoint:     p.Endpoint(),
 		RedirectURL:  redirect,
 		Scopes:       h.scopesFor(p),
 	}
@@ -188,13 +190,13 @@ func sidField(sid string) zap.Field {
 // K1 does not publish) is the administrator's to fix, and the page says
 // what it is.
 func discoveryFailure(err error) *loginFailure {
-	var mc misconfiguration
-	if !errors.As(err, &mc) {
+	reason, detail, ok := misconfigured(err) // k1client.go
+	if !ok {
 		return fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
 	}
-	f := fail(http.StatusServiceUnavailable, mc.reason(), "KaseyaOne sign-in is misconfigured",
+	f := fail(http.StatusServiceUnavailable, reason, "KaseyaOne sign-in is misconfigured",
 		"Sign-in through KaseyaOne is not possible until an administrator corrects the KaseyaOne settings of this proxy.")
-	f.detail = mc.detail()
+	f.detail = detail
 	f.kind = problemConfig // diagnose.go
 	return f
 }
@@ -218,8 +220,8 @@ func fail(status int, reason, title, message string) *loginFailure {
 }
 
 // serveCallback finishes a login: GET /.k1sso/callback?code=&state=.
-func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
-	secure := h.secure(r)
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rq *request) error {
+	secure := rq.secure
 	sess, st, err := h.finishLogin(w, r, secure)
 	if err != nil {
 		var f *loginFailure
@@ -245,7 +247,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	// A sign-in for a purpose (the admin page) runs its own checks and
 	// never writes a session.
 	if st.Purpose != "" {
-		return h.completePurpose(w, r, st, sess)
+		return h.completePurpose(w, r, secure, st, sess)
 	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		h.logger.Error("writing the session cookie", zap.Error(err))
@@ -278,7 +280,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	state := q.Get("state")
 	st, stErr := h.loginStateFor(r, state, secure)
 	if len(state) >= 12 {
-		expireCookie(w, cookieName(loginCookiePre+state[:12], secure), secure)
+		sessioncookie.Expire(w, sessioncookie.Name(loginCookiePre+state[:12], secure), secure)
 	}
 	if e := q.Get("error"); e != "" {
 		return nil, nil, k1Error(e, q.Get("error_description"), stErr == nil)
@@ -297,18 +299,18 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	if !claimed {
 		return nil, nil, fail(http.StatusBadRequest, "state_reused", "Sign-in link already used", "This sign-in answer was already used. Start a new sign-in.")
 	}
-	p, err := h.shared.k1.get(r.Context())
+	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
 		f := discoveryFailure(err)
 		if f.reason == "k1_unreachable" {
-			f.log = h.shared.k1.lastErrorFields() // diagnose.go
+			f.log = lastErrorFields(h.shared.k1) // diagnose.go
 		}
 		return nil, st, f
 	}
 	if f := checkResponseIss(p, q); f != nil {
 		return nil, st, f
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout.get())
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout.get())
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
@@ -370,12 +372,12 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 func checkResponseIss(p *k1Provider, q url.Values) *loginFailure {
 	iss, present := q["iss"]
 	switch {
-	case !present && !p.issParam:
+	case !present && !p.IssParameterSupported():
 		return nil
 	case !present:
 		return fail(http.StatusBadRequest, "iss_missing", "Sign-in failed",
 			"KaseyaOne's answer did not say which KaseyaOne sent it, so you were not signed in. Start a new sign-in.")
-	case len(iss) != 1 || iss[0] != p.issuer:
+	case len(iss) != 1 || iss[0] != p.Issuer():
 		return fail(http.StatusBadRequest, "iss_mismatch", "Sign-in failed",
 			"The sign-in answer came from another identity provider than the KaseyaOne this BMS trusts, so you were not signed in. Start a new sign-in.")
 	}
@@ -389,7 +391,7 @@ func (h *Handler) loginStateFor(r *http.Request, state string, secure bool) (*lo
 	if len(state) < 12 {
 		return nil, bad
 	}
-	v := cookieValue(r, cookieName(loginCookiePre+state[:12], secure))
+	v := sessioncookie.Value(r, sessioncookie.Name(loginCookiePre+state[:12], secure))
 	if v == "" {
 		return nil, bad
 	}

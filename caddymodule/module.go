@@ -106,8 +106,8 @@ type Handler struct {
 
 	// Allowed clock difference to K1 when checking an ID token: how far in
 	// the future its `iat` may lie and how long after its `exp` it is still
-	// accepted. At most 10m (larger values count as 10m); a negative value
-	// means no leeway. Default: 2m.
+	// accepted. At most 10m; a negative value means no leeway (Caddyfile:
+	// `0s`). Default: 2m.
 	ClockSkew caddy.Duration `json:"clock_skew,omitempty"`
 
 	// The KaseyaOne integration switch of tenants that no admin has switched
@@ -165,16 +165,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.metrics = provisionMetrics(ctx, h.logger)
-	cfg, err := h.buildConfig()
+	cfg, err := h.checkOptions(ctx)
 	if err != nil {
 		return err
-	}
-	h.cfg = cfg
-	if cfg.external != nil {
-		h.externalStr = cfg.external.String()
-	}
-	if h.public, err = newPathMatcher(h.Public); err != nil {
-		return fmt.Errorf("public: %w", err)
 	}
 	h.key = poolKey(cfg, h.Users)
 	val, _, err := sharedPool.LoadOrNew(h.key, func() (caddy.Destructor, error) {
@@ -186,22 +179,37 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.shared = val.(*shared)
 	h.shared.lifetime.Store(int64(cfg.lifetime / time.Second))
-	if err := h.registerApp(ctx); err != nil { // app.go
-		return err
+	return h.registerApp(ctx) // app.go
+}
+
+// checkOptions checks every option and sets what follows from them alone,
+// before any state is attached: a bad config fails before it opens a
+// store, and `k1sso check` reports the same errors as Provision. Errors
+// name the option.
+func (h *Handler) checkOptions(ctx caddy.Context) (*config, error) {
+	cfg, err := h.buildConfig()
+	if err != nil {
+		return nil, err
 	}
-	if err := h.provisionIntegration(); err != nil {
-		return err
+	h.cfg = cfg
+	if cfg.external != nil {
+		h.externalStr = cfg.external.String()
 	}
-	if err := h.provisionLaunch(ctx); err != nil {
-		return err
+	if h.public, err = newPathMatcher(h.Public); err != nil {
+		return nil, fmt.Errorf("public: %w", err)
 	}
-	if err := h.provisionRecheck(); err != nil {
-		return err
+	for _, provision := range []func() error{
+		h.provisionIntegration,
+		func() error { return h.provisionLaunch(ctx) },
+		h.provisionRecheck,
+		h.provisionLifecycle,
+		func() error { return h.provisionLogout(ctx) },
+	} {
+		if err := provision(); err != nil {
+			return nil, err
+		}
 	}
-	if err := h.provisionLifecycle(); err != nil {
-		return err
-	}
-	return h.provisionLogout(ctx)
+	return cfg, nil
 }
 
 // buildConfig expands placeholders in secrets and checks every option,
@@ -285,6 +293,12 @@ func (h *Handler) buildConfig() (*config, error) {
 	}
 	if c.loginTimeout == 0 {
 		c.loginTimeout = 10 * time.Minute
+	}
+	if c.loginTimeout < 0 {
+		return nil, fmt.Errorf("login_timeout: %s must not be negative", c.loginTimeout)
+	}
+	if s := time.Duration(h.ClockSkew); s > maxClockSkew {
+		return nil, fmt.Errorf("clock_skew: %s is more than %s", s, strings.TrimSuffix(maxClockSkew.String(), "0s"))
 	}
 	for name := range h.Headers {
 		if isIdentityHeader(name) {

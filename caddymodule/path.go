@@ -145,6 +145,11 @@ type pathPattern struct {
 func newPathMatcher(patterns []string) (pathMatcher, error) {
 	m := make(pathMatcher, 0, len(patterns))
 	for _, p := range patterns {
+		// A request path starts with "/": any other pattern, a leading
+		// placeholder too, would silently never match or match by chance.
+		if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "*") {
+			return nil, fmt.Errorf("%q must be a path pattern starting with / or *", p)
+		}
 		pp := pathPattern{text: p, escaped: strings.Contains(p, "%"), placeh: strings.Contains(p, "{")}
 		if !pp.placeh {
 			pp.kind = patternKind(p)

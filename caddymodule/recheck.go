@@ -18,28 +18,12 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 func init() {
 	// Kept tokens, recheck claims and kept forms expire; the caddy store
 	// deletes them once they have (replay.go's forms included).
 	sweptFolders = append(sweptFolders, "k1tokens", "recheck", "form")
-	featureOptions["recheck_interval"] = func(h *Handler, d *caddyfile.Dispenser, args []string) error {
-		if len(args) != 1 {
-			return d.Errf("k1sso: recheck_interval takes a duration or off")
-		}
-		if args[0] == "off" {
-			h.RecheckInterval = -1
-			return nil
-		}
-		v, err := caddy.ParseDuration(args[0])
-		if err != nil || v <= 0 {
-			return d.Errf("k1sso: recheck_interval: %q is not a positive duration or off", args[0])
-		}
-		h.RecheckInterval = caddy.Duration(v)
-		return nil
-	}
 }
 
 // RecheckOptions configure how live sessions are checked again with K1, so
@@ -112,7 +96,7 @@ type recheckQueue struct {
 
 func newRecheckQueue(cfg *config) *recheckQueue {
 	q := &recheckQueue{jobs: make(chan recheckJob, recheckQueueSize)}
-	d := deployment{issuer: cfg.issuer, clientID: cfg.clientID}
+	d := cookieDeployment(cfg)
 	for _, secret := range cfg.cookieKeys {
 		q.codecs = append(q.codecs, newCodec(secret, d, "k1 tokens", 0))
 	}
@@ -173,7 +157,7 @@ func (h *Handler) provisionRecheck() error {
 // too (for a refresh token) where K1's discovery lists it, so an OP that
 // does not know the scope is never asked for it.
 func (h *Handler) scopesFor(p *k1Provider) []string {
-	if h.offlineScopes != nil && p.offline && (h.shared == nil || !h.shared.rechecks.noOffline.Load()) {
+	if h.offlineScopes != nil && p.SupportsScope("offline_access") && (h.shared == nil || !h.shared.rechecks.noOffline.Load()) {
 		return h.offlineScopes
 	}
 	return h.cfg.scopes
@@ -261,8 +245,8 @@ func (h *Handler) recheckDue(e *sessionEntry, now time.Time) (viaK1 bool) {
 // recheckAtK1 sends a navigation of a session that can no longer be
 // rechecked in the background through K1 with prompt=none. It reports
 // whether it answered the request.
-func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *sessionEntry, now time.Time) (bool, error) {
-	if !h.recheckDue(e, now) || !isPageLoad(r) {
+func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, rq *request) (bool, error) {
+	if !h.recheckDue(rq.entry, rq.now) || !isPageLoad(r) {
 		return false, nil
 	}
 	// While K1 is unreachable the session goes on: a trip to K1 would end
@@ -270,14 +254,14 @@ func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *session
 	if h.shared.rechecks.failing.Load() {
 		return false, nil
 	}
-	if _, err := h.shared.k1.get(r.Context()); err != nil {
+	if _, err := h.shared.k1.Provider(r.Context()); err != nil {
 		return false, nil
 	}
 	rd := r.URL.RequestURI()
 	if !isLocalPath(rd) {
 		rd = h.cfg.landingPage
 	}
-	return true, h.startLogin(w, r, loginRequest{rd: rd, tenant: e.s.Tenant(), prompt: "none", recheck: true})
+	return true, h.startLogin(w, r, rq, loginRequest{rd: rd, tenant: rq.entry.s.Tenant(), prompt: "none", recheck: true})
 }
 
 // recheckLoginFailed ends the session whose prompt=none recheck at K1 came
@@ -300,7 +284,7 @@ func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, sec
 	h.logger.Info("recheck", zap.String("outcome", recheckRevoked), zap.String("reason", reason))
 	h.metrics.recheck(recheckRevoked)
 	h.shared.clearSession(w, secure)
-	h.expireUpstreamCookies(w, r, true)
+	h.expireUpstreamCookies(w, r, secure, true)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, prefix+"login?rd="+url.QueryEscape(st.RD), http.StatusFound)
 	return true
@@ -308,7 +292,7 @@ func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, sec
 
 // offlineAsked reports whether logins ask K1 for offline_access now.
 func (h *Handler) offlineAsked(ctx context.Context) bool {
-	p, err := h.shared.k1.get(ctx)
+	p, err := h.shared.k1.Provider(ctx)
 	return err == nil && slices.Contains(h.scopesFor(p), "offline_access")
 }
 
@@ -419,15 +403,14 @@ func (h *Handler) recheckLater(j recheckJob, now time.Time) {
 // askK1 is the check itself: the refresh grant, else userinfo. verdict is
 // one of the recheck outcomes; newRefresh is a rotated refresh token.
 func (h *Handler) askK1(ctx context.Context, j recheckJob, kt *keptTokens) (verdict, newRefresh string, err error) {
-	p, err := h.shared.k1.get(ctx)
+	p, err := h.shared.k1.Provider(ctx)
 	if err != nil {
-		var mc misconfiguration
-		if errors.As(err, &mc) {
+		if _, _, ok := misconfigured(err); ok {
 			return recheckError, "", err
 		}
 		return recheckUnreachable, "", err
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, h.shared.k1.http), k1Timeout.get())
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout.get())
 	defer cancel()
 	if kt.Refresh != "" {
 		tok, err := h.oauthConfig(p, "").TokenSource(ctx, &oauth2.Token{RefreshToken: kt.Refresh}).Token()
@@ -444,7 +427,7 @@ func (h *Handler) askK1(ctx context.Context, j recheckJob, kt *keptTokens) (verd
 		}
 		return recheckOK, tok.RefreshToken, nil
 	}
-	ep := p.provider.UserInfoEndpoint()
+	ep := p.UserInfoEndpoint()
 	if ep == "" {
 		j.e.recheck.Store(recheckViaK1)
 		return recheckAtK1, "", nil
@@ -455,7 +438,7 @@ func (h *Handler) askK1(ctx context.Context, j recheckJob, kt *keptTokens) (verd
 	}
 	req.Header.Set("Authorization", "Bearer "+kt.Access)
 	req.Header.Set("Accept", "application/json")
-	resp, err := h.shared.k1.http.Do(req)
+	resp, err := h.shared.k1.HTTPClient().Do(req)
 	if err != nil {
 		return recheckUnreachable, "", err
 	}

@@ -77,13 +77,11 @@ type sharedParts struct {
 	// signer is nil for a state that loads the store's key when it
 	// starts (app.go).
 	signer *assertionSigner
-	// k1 is nil for a client of cfg's issuer. A given one keeps the
-	// context it was made with.
-	k1 *k1Client
 }
 
-// assembleShared builds the pooled state of cfg from its parts. It opens
-// nothing, reads neither the store nor K1 and starts no goroutine: that
+// assembleShared builds the pooled state of cfg from its parts, with a K1
+// client of cfg's issuer. It opens nothing, reads neither the store nor K1
+// and starts no goroutine: that
 // waits for start (app.go), which Caddy runs only for a config it runs,
 // not for one it only validates.
 func assembleShared(cfg *config, p sharedParts, logger *zap.Logger) *shared {
@@ -93,15 +91,11 @@ func assembleShared(cfg *config, p sharedParts, logger *zap.Logger) *shared {
 	// A background context: the pooled state outlives the caddy.Context of
 	// the config that created it.
 	bg, cancel := context.WithCancel(context.Background())
-	k1 := p.k1
-	if k1 == nil {
-		k1 = newK1Client(bg, cfg, logger)
-	}
 	return &shared{
 		cfg:         cfg,
 		codecs:      newCookieCodecs(cfg),
 		sessions:    cache,
-		k1:          k1,
+		k1:          newK1Client(bg, cfg, logger),
 		dir:         p.dir,
 		store:       p.store,
 		revocations: revs,
