@@ -21,7 +21,7 @@ import (
 )
 
 // checkTimeout bounds a whole `caddy k1sso check`; each call to K1 or the
-// store is bounded by k1Timeout / redisTimeout as well.
+// store is bounded by k1Timeout / storeTimeout as well.
 const checkTimeout = time.Minute
 
 // checkDummyCode is the authorization code of the credentials check: no OP
