@@ -50,7 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		inject_launcher   on|off
 //		logout_path   <path>
 //		upstream_cookies <name>...
-//		store         caddy | redis <url>
+//		store         caddy | redis <url> | <store module> [<args>...]
 //		integration_default on|off
 //	}
 //
