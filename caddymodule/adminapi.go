@@ -272,12 +272,10 @@ func (a *adminAPI) handleStatus(w http.ResponseWriter, r *http.Request) error {
 func (s *shared) status(now time.Time) HandlerStatus {
 	hs := HandlerStatus{Issuer: s.cfg.issuer, ClientID: s.cfg.clientID, Started: s.startedAt,
 		Store: s.cfg.store.kind, Users: s.dir.path, CachedSessions: s.sessions.Len()}
-	s.k1.mu.Lock()
-	p, loaded := s.k1.p, s.k1.loadedAt
-	s.k1.mu.Unlock()
+	p, loaded := s.k1.Loaded()
 	if p != nil {
 		hs.Discovery = &loaded
-		if at, ok := p.keys.lastFetch(); ok {
+		if at, ok := p.KeysFetched(); ok {
 			age := now.Sub(at).Seconds()
 			hs.JWKSAgeSeconds = &age
 		}
@@ -293,16 +291,6 @@ func (s *shared) status(now time.Time) HandlerStatus {
 	hs.UsersLoaded, hs.UsersEmails = d.loaded, len(d.byEmail)
 	hs.OK = len(hs.Problems) == 0
 	return hs
-}
-
-// lastFetch returns when the keys were last fetched successfully. It does
-// not wait for a fetch under way (ok is false then, as before the first).
-func (k *keySet) lastFetch() (time.Time, bool) {
-	if !k.mu.TryLock() {
-		return time.Time{}, false
-	}
-	defer k.mu.Unlock()
-	return k.fetched, k.loaded
 }
 
 // Interface guards

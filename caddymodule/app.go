@@ -87,7 +87,7 @@ func (s *shared) start() error {
 	}
 	s.signer = signer
 	s.startedAt = time.Now()
-	go s.k1.warm(s.bg)
+	go s.k1.Warm(s.bg)
 	go s.revoker.run(s.bg)
 	go s.dir.watch()
 	s.rechecks.start(s.bg)

@@ -106,13 +106,12 @@ func tokenFailure(err error) *loginFailure {
 }
 
 // lastErrorFields is the log field of why discovery last failed.
-func (k *k1Client) lastErrorFields() []zap.Field {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.lastErr == nil {
+func lastErrorFields(k *k1Client) []zap.Field {
+	err := k.LastError()
+	if err == nil {
 		return nil
 	}
-	return []zap.Field{zap.String("error", k.lastErr.Error())}
+	return []zap.Field{zap.String("error", err.Error())}
 }
 
 // problemOf is the kind of a refused login.

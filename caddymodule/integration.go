@@ -483,7 +483,3 @@ func (h *Handler) loginLinkEnabled(r *http.Request) bool {
 	}
 	return false
 }
-
-// disabledLoginLinkHTML is the login link while KaseyaOne sign-in is off:
-// not a link at all, so it cannot be followed.
-const disabledLoginLinkHTML = `<span id="k1sso-login-link" class="disabled" aria-disabled="true" title="KaseyaOne sign-in is turned off for this tenant">Log in with KaseyaOne</span>`

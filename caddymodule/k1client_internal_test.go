@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/k1sso/k1sso/internal/hostileop"
+	"github.com/k1sso/k1sso/oidcrp"
 )
 
 // TestDiscoveryIssuerMismatchLogged: a discovery document that names
@@ -20,13 +21,13 @@ func TestDiscoveryIssuerMismatchLogged(t *testing.T) {
 	op.SetIssuer(op.URL + "/")
 	core, logs := observer.New(zapcore.InfoLevel)
 	k := newK1Client(context.Background(), &config{issuer: op.URL, clientID: hostileop.ClientID}, zap.New(core))
-	_, err := k.get(context.Background())
-	var mismatch *issuerMismatchError
+	_, err := k.Provider(context.Background())
+	var mismatch *oidcrp.IssuerMismatchError
 	if !errors.As(err, &mismatch) {
 		t.Fatalf("get: %v, want an issuer mismatch", err)
 	}
 	// In the backoff the same error, not "unreachable".
-	if _, err := k.get(context.Background()); !errors.As(err, &mismatch) {
+	if _, err := k.Provider(context.Background()); !errors.As(err, &mismatch) {
 		t.Fatalf("second get: %v, want an issuer mismatch", err)
 	}
 	entries := logs.FilterLevelExact(zapcore.ErrorLevel).All()

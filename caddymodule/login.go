@@ -89,7 +89,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 // startLogin sends the browser to K1's authorization endpoint with a fresh
 // state, nonce and PKCE verifier kept in a login cookie.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
-	p, err := h.shared.k1.get(r.Context())
+	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
 		h.k1Down(w, r, err)
 		return nil
@@ -155,7 +155,7 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     h.cfg.clientID,
 		ClientSecret: h.cfg.clientSecret,
-		Endpoint:     p.provider.Endpoint(),
+		Endpoint:     p.Endpoint(),
 		RedirectURL:  redirect,
 		Scopes:       h.scopesFor(p),
 	}
@@ -193,13 +193,13 @@ func sidField(sid string) zap.Field {
 // K1 does not publish) is the administrator's to fix, and the page says
 // what it is.
 func discoveryFailure(err error) *loginFailure {
-	var mc misconfiguration
-	if !errors.As(err, &mc) {
+	reason, detail, ok := misconfigured(err) // k1client.go
+	if !ok {
 		return fail(http.StatusServiceUnavailable, "k1_unreachable", "KaseyaOne is unreachable", "KaseyaOne cannot be reached. Please try again in a minute.")
 	}
-	f := fail(http.StatusServiceUnavailable, mc.reason(), "KaseyaOne sign-in is misconfigured",
+	f := fail(http.StatusServiceUnavailable, reason, "KaseyaOne sign-in is misconfigured",
 		"Sign-in through KaseyaOne is not possible until an administrator corrects the KaseyaOne settings of this proxy.")
-	f.detail = mc.detail()
+	f.detail = detail
 	f.kind = problemConfig // diagnose.go
 	return f
 }
@@ -304,18 +304,18 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	if !claimed {
 		return nil, nil, fail(http.StatusBadRequest, "state_reused", "Sign-in link already used", "This sign-in answer was already used. Start a new sign-in.")
 	}
-	p, err := h.shared.k1.get(r.Context())
+	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
 		f := discoveryFailure(err)
 		if f.reason == "k1_unreachable" {
-			f.log = h.shared.k1.lastErrorFields() // diagnose.go
+			f.log = lastErrorFields(h.shared.k1) // diagnose.go
 		}
 		return nil, st, f
 	}
 	if f := checkResponseIss(p, q); f != nil {
 		return nil, st, f
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout)
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
@@ -377,12 +377,12 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 func checkResponseIss(p *k1Provider, q url.Values) *loginFailure {
 	iss, present := q["iss"]
 	switch {
-	case !present && !p.issParam:
+	case !present && !p.IssParameterSupported():
 		return nil
 	case !present:
 		return fail(http.StatusBadRequest, "iss_missing", "Sign-in failed",
 			"KaseyaOne's answer did not say which KaseyaOne sent it, so you were not signed in. Start a new sign-in.")
-	case len(iss) != 1 || iss[0] != p.issuer:
+	case len(iss) != 1 || iss[0] != p.Issuer():
 		return fail(http.StatusBadRequest, "iss_mismatch", "Sign-in failed",
 			"The sign-in answer came from another identity provider than the KaseyaOne this BMS trusts, so you were not signed in. Start a new sign-in.")
 	}

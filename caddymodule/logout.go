@@ -273,11 +273,11 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 func (h *Handler) endSessionURL(r *http.Request, idToken string) string {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	p, err := h.shared.k1.get(ctx)
-	if err != nil || p.endSession == "" {
+	p, err := h.shared.k1.Provider(ctx)
+	if err != nil || p.EndSessionEndpoint() == "" {
 		return h.cfg.loginPath
 	}
-	u, err := url.Parse(p.endSession)
+	u, err := url.Parse(p.EndSessionEndpoint())
 	if err != nil {
 		return h.cfg.loginPath
 	}
@@ -318,7 +318,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		logoutError(w, http.StatusBadRequest, "invalid_request", "logout_token is missing")
 		return nil
 	}
-	p, err := h.shared.k1.get(r.Context())
+	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
 		w.Header().Set("Retry-After", "30")
 		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "KaseyaOne's keys cannot be fetched")
@@ -327,7 +327,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout)
 	defer cancel()
 	now := time.Now()
-	lt, err := p.verifyLogoutToken(ctx, raw, h.clockSkew(), now)
+	lt, err := p.VerifyLogoutToken(ctx, raw, h.clockSkew())
 	if err != nil {
 		h.logger.Info("back-channel logout refused", zap.Error(err))
 		logoutError(w, http.StatusBadRequest, "invalid_request", "the logout token is not valid")

@@ -215,8 +215,8 @@ func (m *metrics) k1Request(endpoint string, d time.Duration) {
 
 // k1Transport times every request of the K1 client (discovery, token
 // exchange, JWKS, userinfo) for k1_request_duration_seconds, counts JWKS
-// fetches, traces each call as a child of a traced request and bounds
-// every answer's body (boundedBody). It sees every call wherever it is made (go-oidc, oauth2, the key
+// fetches and traces each call as a child of a traced request (oidcrp
+// bounds every answer's body on top of it). It sees every call wherever it is made (go-oidc, oauth2, the key
 // set), which is why it sits in the client rather than at each caller.
 type k1Transport struct {
 	base http.RoundTripper // nil: http.DefaultTransport
@@ -234,9 +234,6 @@ func (t k1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := base.RoundTrip(r)
 	k1ssoMetrics.k1Request(endpoint, time.Since(start))
 	endK1Span(span, resp, err)
-	if resp != nil {
-		resp.Body = &boundedBody{ReadCloser: resp.Body, left: maxK1Answer} // k1client.go
-	}
 	return resp, err
 }
 

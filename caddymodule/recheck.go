@@ -175,7 +175,7 @@ func (h *Handler) provisionRecheck() error {
 // too (for a refresh token) where K1's discovery lists it, so an OP that
 // does not know the scope is never asked for it.
 func (h *Handler) scopesFor(p *k1Provider) []string {
-	if h.offlineScopes != nil && p.offline && (h.shared == nil || !h.shared.rechecks.noOffline.Load()) {
+	if h.offlineScopes != nil && p.SupportsScope("offline_access") && (h.shared == nil || !h.shared.rechecks.noOffline.Load()) {
 		return h.offlineScopes
 	}
 	return h.cfg.scopes
@@ -272,7 +272,7 @@ func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *session
 	if h.shared.rechecks.failing.Load() {
 		return false, nil
 	}
-	if _, err := h.shared.k1.get(r.Context()); err != nil {
+	if _, err := h.shared.k1.Provider(r.Context()); err != nil {
 		return false, nil
 	}
 	rd := r.URL.RequestURI()
@@ -310,7 +310,7 @@ func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, sec
 
 // offlineAsked reports whether logins ask K1 for offline_access now.
 func (h *Handler) offlineAsked(ctx context.Context) bool {
-	p, err := h.shared.k1.get(ctx)
+	p, err := h.shared.k1.Provider(ctx)
 	return err == nil && slices.Contains(h.scopesFor(p), "offline_access")
 }
 
@@ -421,15 +421,14 @@ func (h *Handler) recheckLater(j recheckJob, now time.Time) {
 // askK1 is the check itself: the refresh grant, else userinfo. verdict is
 // one of the recheck outcomes; newRefresh is a rotated refresh token.
 func (h *Handler) askK1(ctx context.Context, j recheckJob, kt *keptTokens) (verdict, newRefresh string, err error) {
-	p, err := h.shared.k1.get(ctx)
+	p, err := h.shared.k1.Provider(ctx)
 	if err != nil {
-		var mc misconfiguration
-		if errors.As(err, &mc) {
+		if _, _, ok := misconfigured(err); ok {
 			return recheckError, "", err
 		}
 		return recheckUnreachable, "", err
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, h.shared.k1.http), k1Timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout)
 	defer cancel()
 	if kt.Refresh != "" {
 		tok, err := h.oauthConfig(p, "").TokenSource(ctx, &oauth2.Token{RefreshToken: kt.Refresh}).Token()
@@ -446,7 +445,7 @@ func (h *Handler) askK1(ctx context.Context, j recheckJob, kt *keptTokens) (verd
 		}
 		return recheckOK, tok.RefreshToken, nil
 	}
-	ep := p.provider.UserInfoEndpoint()
+	ep := p.UserInfoEndpoint()
 	if ep == "" {
 		j.e.recheck.Store(recheckViaK1)
 		return recheckAtK1, "", nil
@@ -457,7 +456,7 @@ func (h *Handler) askK1(ctx context.Context, j recheckJob, kt *keptTokens) (verd
 	}
 	req.Header.Set("Authorization", "Bearer "+kt.Access)
 	req.Header.Set("Accept", "application/json")
-	resp, err := h.shared.k1.http.Do(req)
+	resp, err := h.shared.k1.HTTPClient().Do(req)
 	if err != nil {
 		return recheckUnreachable, "", err
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/k1sso/k1sso/oidcrp"
 )
 
 func TestRecheckIntervalOption(t *testing.T) {
@@ -54,7 +57,7 @@ func TestProvisionRecheck(t *testing.T) {
 			}
 			continue
 		}
-		offered := &k1Provider{offline: true}
+		offered := oidcrp.New(context.Background(), oidcrp.Config{}).NewProvider(oidcrp.ProviderConfig{ScopesSupported: []string{"offline_access"}})
 		if err != nil || h.recheckEvery != tc.every || slices.Contains(h.scopesFor(offered), "offline_access") != tc.offline ||
 			slices.Contains(h.scopesFor(&k1Provider{}), "offline_access") {
 			t.Errorf("%v: %v, every %ds, scopes %v / %v", tc.interval, err, h.recheckEvery, h.scopesFor(offered), h.scopesFor(&k1Provider{}))

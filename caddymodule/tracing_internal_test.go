@@ -25,12 +25,12 @@ func TestTracingDiscoveryAndUserinfo(t *testing.T) {
 	ctx, req := tp.Tracer("test").Start(context.Background(), "request")
 
 	kc := newK1Client(context.Background(), &config{issuer: k1.URL, clientID: "bms-proxy", clientSecret: "x"}, zap.NewNop())
-	p, err := kc.get(ctx)
+	p, err := kc.Provider(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uctx := context.WithValue(ctx, oauth2.HTTPClient, kc.http)
-	if _, err := p.provider.UserInfo(uctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "not-a-token"})); err == nil {
+	uctx := context.WithValue(ctx, oauth2.HTTPClient, kc.HTTPClient())
+	if _, err := p.UserInfo(uctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "not-a-token"})); err == nil {
 		t.Fatal("userinfo accepted a made-up access token")
 	}
 	req.End()

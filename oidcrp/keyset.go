@@ -1,4 +1,4 @@
-package caddymodule
+package oidcrp
 
 import (
 	"context"
@@ -10,51 +10,41 @@ import (
 	"io"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
 
-// jwksMinRefetch is how long a JWKS refetch that did not help (the kid was
-// still unknown, or the fetch failed) keeps the same kind of token from
-// causing another one. A rotation at K1 is picked up by the very next token
-// however soon it comes, while a flood of tokens with made-up kids costs
-// K1 one JWKS fetch per interval and kind of token. Tests shorten it.
-var jwksMinRefetch = newTunable(10 * time.Second)
+// DefaultMinRefetch is the default of Config.MinRefetch.
+const DefaultMinRefetch = 10 * time.Second
 
-// tunable is a duration that tests change while goroutines of earlier
-// tests (pooled state being torn down) may still read it.
-type tunable struct{ v atomic.Int64 }
-
-func newTunable(d time.Duration) *tunable {
-	t := &tunable{}
-	t.v.Store(int64(d))
-	return t
-}
-
-func (t *tunable) get() time.Duration  { return time.Duration(t.v.Load()) }
-func (t *tunable) set(d time.Duration) { t.v.Store(int64(d)) }
-
-// maxJWKSBytes bounds the JWKS document read from K1.
+// maxJWKSBytes bounds the JWKS document read from the provider.
 const maxJWKSBytes = 1 << 20
 
-// errJWKSUnavailable means K1's keys could not be fetched (yet).
-var errJWKSUnavailable = errors.New("fetching KaseyaOne's keys failed")
+// errJWKSUnavailable means the provider's keys could not be fetched (yet).
+var errJWKSUnavailable = errors.New("fetching the provider's keys failed")
 
-// keySet holds K1's JWKS. Its two views, idTokens and logoutTokens, are the
-// oidc.KeySet of each kind of token. They share the keys but not their
-// refetch budget: an ID token comes from K1's token endpoint over TLS in
-// exchange for a code, a logout token is anything anyone POSTs, and a flood
-// of the latter must not keep a rotation from being picked up by the
-// former. Unlike go-oidc's RemoteKeySet, a refetch that does not help
-// blocks further refetches of that view for jwksMinRefetch; a token
-// without kid is settled here too: with one key that key is used, with
-// several the token is refused rather than tried against each key.
+// errUnknownKid is a token whose kid is not in the JWKS.
+var errUnknownKid = errors.New("jwt signed with an unknown key")
+
+// keySet holds the provider's JWKS. Its two views, idTokens and
+// logoutTokens, are the oidc.KeySet of each kind of token. They share the
+// keys but not their refetch budget: an ID token comes from the token
+// endpoint over TLS in exchange for a code, a logout token is anything
+// anyone POSTs, and a flood of the latter must not keep a rotation from
+// being picked up by the former. Unlike go-oidc's RemoteKeySet, a refetch
+// that does not help blocks further refetches of that view for
+// minRefetch; a token without kid is settled here too: with one key that
+// key is used, with several the token is refused rather than tried
+// against each key.
+//
+// Its times are the wall clock, not Config.Now: they ration requests to
+// the provider, whatever time the tokens are judged at.
 type keySet struct {
-	url    string
-	client *http.Client
-	algs   []jose.SignatureAlgorithm // from discovery; never none, never HMAC
+	url        string
+	client     *http.Client
+	algs       []jose.SignatureAlgorithm // from discovery; never none, never HMAC
+	minRefetch time.Duration
 
 	idTokens     *keyView
 	logoutTokens *keyView
@@ -65,7 +55,6 @@ type keySet struct {
 	keys    []jose.JSONWebKey
 	loaded  bool      // keys were fetched successfully at least once
 	fetched time.Time // start of the last fetch attempt, successful or not
-	fetches int       // fetch attempts, for logs and tests
 	digest  [32]byte  // of the last JWKS fetched, to tell a changed set
 }
 
@@ -73,11 +62,11 @@ type keySet struct {
 // budget.
 type keyView struct {
 	ks      *keySet
-	blocked time.Time // no refetch for this view before then
+	blocked time.Time // no refetch for this view before then; under ks.mu
 }
 
-func newKeySet(url string, client *http.Client, algs []string) *keySet {
-	ks := &keySet{url: url, client: client}
+func newKeySet(url string, client *http.Client, algs []string, minRefetch time.Duration) *keySet {
+	ks := &keySet{url: url, client: client, minRefetch: minRefetch}
 	for _, a := range algs {
 		ks.algs = append(ks.algs, jose.SignatureAlgorithm(a))
 	}
@@ -88,7 +77,7 @@ func newKeySet(url string, client *http.Client, algs []string) *keySet {
 // VerifySignature implements oidc.KeySet: it checks the JWS signature with
 // the key its kid names and returns the payload. The JOSE header can name
 // no key of its own: jwk, jku, x5u and x5c are never used, only the kid
-// looked up in K1's JWKS.
+// looked up in the provider's JWKS.
 func (v *keyView) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
 	arrived := time.Now()
 	// go-oidc has checked the algorithm already; parsing with the same list
@@ -111,9 +100,6 @@ func (v *keyView) VerifySignature(ctx context.Context, raw string) ([]byte, erro
 	}
 	return v.ks.verify(jws, kid)
 }
-
-// errUnknownKid is a token whose kid is not in the JWKS.
-var errUnknownKid = errors.New("jwt signed with an unknown key")
 
 // verify checks the signature with the current keys, fetching none.
 func (ks *keySet) verify(jws *jose.JSONWebSignature, kid string) ([]byte, error) {
@@ -152,30 +138,40 @@ func (v *keyView) refetch(ctx context.Context, kid string, arrived time.Time) bo
 	before := ks.digest
 	err := ks.fetchLocked(ctx)
 	// The refetch helped when the kid is now known (or, without kid, the
-	// set changed). One that did not was caused by a token K1 did not
-	// sign with a published key: such tokens wait for the budget.
+	// set changed). One that did not was caused by a token the provider
+	// did not sign with a published key: such tokens wait for the budget.
 	helped := err == nil && ((kid != "" && ks.findLocked(kid) != nil) || (kid == "" && ks.digest != before))
 	if !helped {
-		v.blocked = time.Now().Add(jwksMinRefetch.get())
+		v.blocked = time.Now().Add(ks.minRefetch)
 	}
 	return err == nil
 }
 
 // ready makes sure the keys were fetched once, so that a login can tell
-// "K1 unreachable" (503) from "bad token" (400).
+// "provider unreachable" from "bad token".
 func (ks *keySet) ready(ctx context.Context) error {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if ks.loaded {
 		return nil
 	}
-	// Before the first success a retry is allowed every second: a K1 that
-	// comes back is used at once, and a flood still costs K1 one request
-	// a second at most.
-	if !ks.fetched.IsZero() && time.Since(ks.fetched) < min(jwksMinRefetch.get(), time.Second) {
+	// Before the first success a retry is allowed every second: a provider
+	// that comes back is used at once, and a flood still costs it one
+	// request a second at most.
+	if !ks.fetched.IsZero() && time.Since(ks.fetched) < min(ks.minRefetch, time.Second) {
 		return errJWKSUnavailable
 	}
 	return ks.fetchLocked(ctx)
+}
+
+// lastFetch returns when the keys were last fetched. It does not wait for
+// a fetch under way (ok is false then, as before the first success).
+func (ks *keySet) lastFetch() (time.Time, bool) {
+	if !ks.mu.TryLock() {
+		return time.Time{}, false
+	}
+	defer ks.mu.Unlock()
+	return ks.fetched, ks.loaded
 }
 
 func (ks *keySet) findLocked(kid string) *jose.JSONWebKey {
@@ -197,7 +193,7 @@ func (ks *keySet) sigKeysLocked() []*jose.JSONWebKey {
 	return out
 }
 
-// minRSABits is the smallest RSA modulus k1sso verifies with.
+// minRSABits is the smallest RSA modulus a signature is verified with.
 const minRSABits = 2048
 
 // usableKey reports whether a parsed JWK can verify a signature: public,
@@ -217,14 +213,13 @@ func usableKey(k *jose.JSONWebKey) bool {
 // that cannot be used (a type or curve go-jose does not know, missing or
 // bad parameters) is skipped (RFC 7517 §5): go-jose's JSONWebKeySet would
 // refuse the whole set for it. Only public keys are kept: a JWKS that
-// publishes a symmetric key cannot make k1sso accept HMAC tokens. On
-// failure the old keys stay in use.
+// publishes a symmetric key cannot make the verifier accept HMAC tokens.
+// On failure the old keys stay in use.
 func (ks *keySet) fetchLocked(ctx context.Context) error {
 	ks.fetched = time.Now()
-	ks.fetches++
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errJWKSUnavailable, err)
 	}
 	resp, err := ks.client.Do(req)
 	if err != nil {

@@ -1,9 +1,10 @@
-package caddymodule
+package oidcrp
 
 import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -47,6 +48,15 @@ func (s *jwksServer) publish(keys ...*rsa.PrivateKey) {
 
 func kidOf(k *rsa.PrivateKey) string { return k.N.Text(36)[:12] }
 
+// randomKid is a kid no key set publishes.
+func randomKid(t *testing.T) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
 func rsaKey(t *testing.T) *rsa.PrivateKey {
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -79,7 +89,7 @@ func TestKeySetRefetchBudgets(t *testing.T) {
 	srv := newJWKSServer(t)
 	a, b, c, unpublished := rsaKey(t), rsaKey(t), rsaKey(t), rsaKey(t)
 	srv.publish(a)
-	ks := newKeySet(srv.url, http.DefaultClient, []string{"RS256"})
+	ks := newKeySet(srv.url, http.DefaultClient, []string{"RS256"}, DefaultMinRefetch)
 	if err := ks.ready(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +120,7 @@ func TestKeySetRefetchBudgets(t *testing.T) {
 
 	before := srv.hits.Load()
 	for i := 0; i < 20; i++ {
-		if _, err := ks.logoutTokens.VerifySignature(ctx, signedAs(t, unpublished, randomID(8))); err == nil {
+		if _, err := ks.logoutTokens.VerifySignature(ctx, signedAs(t, unpublished, randomKid(t))); err == nil {
 			t.Fatal("a logout token with a made-up kid verified")
 		}
 	}
@@ -124,7 +134,7 @@ func TestKeySetRefetchBudgets(t *testing.T) {
 
 	before = srv.hits.Load()
 	for i := 0; i < 5; i++ {
-		if _, err := ks.idTokens.VerifySignature(ctx, signedAs(t, unpublished, randomID(8))); err == nil {
+		if _, err := ks.idTokens.VerifySignature(ctx, signedAs(t, unpublished, randomKid(t))); err == nil {
 			t.Fatal("an ID token with an unpublished kid verified")
 		}
 	}
