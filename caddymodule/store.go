@@ -50,7 +50,7 @@ func (h *Handler) loadStore(ctx caddy.Context) (storeConfig, error) {
 			return storeConfig{}, fmt.Errorf("store: module %T is not a k1sso store (store.Backend)", mod)
 		}
 	}
-	id := b.(caddy.Module).CaddyModule().ID
+	id := b.CaddyModule().ID
 	return storeConfig{backend: b, kind: id.Name(), id: string(id) + "\x00" + b.PoolKey()}, nil
 }
 

@@ -40,6 +40,7 @@ var ErrNotFound = fs.ErrNotExist
 // once per pooled handler state, and that state survives config reloads
 // that keep the same PoolKey.
 type Backend interface {
+	caddy.Module
 	// OpenStore opens the store of one deployment. ctx is the
 	// caddy.Context of the config that first needs the store; the store
 	// may outlive that config, so it must not keep ctx to cancel its work
