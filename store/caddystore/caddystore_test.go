@@ -39,7 +39,7 @@ func folderOf(t *testing.T) string {
 // clock is a test clock that moves only when told.
 type clock struct{ shift atomic.Int64 }
 
-func (c *clock) now() time.Time       { return time.Now().Add(time.Duration(c.shift.Load())) }
+func (c *clock) now() time.Time      { return time.Now().Add(time.Duration(c.shift.Load())) }
 func (c *clock) add(d time.Duration) { c.shift.Add(int64(d)) }
 
 // Concurrent Extends of one key on Caddy's file storage keep the latest
@@ -171,7 +171,7 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-func (failing) Load(context.Context, string) ([]byte, error)        { return nil, errDown }
+func (failing) Load(context.Context, string) ([]byte, error)         { return nil, errDown }
 func (failing) Store(context.Context, string, []byte) error          { return errDown }
 func (failing) List(context.Context, string, bool) ([]string, error) { return nil, errDown }
 func (failing) Lock(context.Context, string) error                   { return errDown }
