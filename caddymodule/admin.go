@@ -6,6 +6,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // The admin page: /.k1sso/admin shows the switch of every tenant the
@@ -68,7 +70,7 @@ type adminRow struct {
 }
 
 // serveAdmin is /.k1sso/admin: GET shows the switches, POST starts a change.
-func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, rq *request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
 	default:
@@ -82,8 +84,8 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 			Message: "The session store is unreachable, so sign-ins cannot be checked right now. Please try again in a moment."})
 		return nil
 	}
-	n, _ := h.adminNonce(r)
-	viewer := h.adminViewer(r, n)
+	n, _ := h.adminNonce(r, rq.secure)
+	viewer := h.adminViewer(rq, n)
 	if r.Method != http.MethodPost {
 		if viewer == "" {
 			if wantsJSON(r) {
@@ -91,9 +93,9 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "login": prefix + "admin"})
 				return nil
 			}
-			return h.startLogin(w, r, loginRequest{rd: prefix + "admin", purpose: adminPurpose})
+			return h.startLogin(w, r, rq, loginRequest{rd: prefix + "admin", purpose: adminPurpose})
 		}
-		h.adminPage(w, r, n, viewer)
+		h.adminPage(w, r, rq.secure, n, viewer)
 		return nil
 	}
 	back := []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}
@@ -123,7 +125,7 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	if r.PostForm.Get("enabled") == "on" {
 		payload = "on"
 	}
-	return h.startLogin(w, r, loginRequest{rd: prefix + "admin", tenant: tenant, fresh: true,
+	return h.startLogin(w, r, rq, loginRequest{rd: prefix + "admin", tenant: tenant, fresh: true,
 		purpose: integrationPurpose, payload: payload})
 }
 
@@ -141,7 +143,7 @@ func (h *Handler) adminTenants(email string) []tenantOption {
 // adminPage renders the switches of the viewer's tenants with their
 // current state, read from the store (not the cache): an admin expects to
 // see the latest change.
-func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, n adminNonce, viewer string) {
+func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, secure bool, n adminNonce, viewer string) {
 	tenants := h.adminTenants(viewer)
 	if len(tenants) == 0 {
 		h.page(w, r, http.StatusForbidden, pageData{Title: "Not a BMS administrator",
@@ -150,7 +152,7 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, n adminNonce
 		return
 	}
 	d := adminData{Title: "KaseyaOne integration", Action: prefix + "admin", Nonce: randomID(16), Wide: true, Viewer: viewer}
-	d.CSRF = h.adminCSRF(w, r, n)
+	d.CSRF = h.adminCSRF(w, secure, n)
 	done := r.URL.Query().Get("done")
 	for _, t := range tenants {
 		row := adminRow{ID: t.ID, Name: t.Name}
@@ -181,16 +183,15 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, n adminNonce
 // admin page's own sign-in (in the admin cookie, until adminCookieAge after
 // it) or the browser's session; "" for nobody. Both end with a revocation
 // of their K1 session or user.
-func (h *Handler) adminViewer(r *http.Request, n adminNonce) string {
-	now := time.Now()
-	if n.Email != "" && now.Sub(time.Unix(n.SignedIn, 0)) < adminCookieAge {
+func (h *Handler) adminViewer(rq *request, n adminNonce) string {
+	if n.Email != "" && time.Since(time.Unix(n.SignedIn, 0)) < adminCookieAge {
 		c, ok := newCachedSession(&session{SID: n.SID, Subject: n.Subject, Email: n.Email, Issued: n.SignedIn})
-		if ok && !h.revoked(&sessionEntry{s: c}, now) {
+		if revoked, stale := h.revocationState(&sessionEntry{s: c}); ok && !revoked && !stale {
 			return n.Email
 		}
 	}
-	if e := h.lookup(r, h.secure(r), now); e != nil && !h.revoked(e, now) {
-		return e.s.Email()
+	if rq.signedIn() {
+		return rq.entry.s.Email()
 	}
 	return ""
 }
@@ -198,7 +199,7 @@ func (h *Handler) adminViewer(r *http.Request, n adminNonce) string {
 // rememberAdmin keeps a sign-in of an admin of some tenant in the admin
 // cookie, for the admin page only. The nonce of the browser's open forms
 // is kept.
-func (h *Handler) rememberAdmin(w http.ResponseWriter, r *http.Request, sess *session) {
+func (h *Handler) rememberAdmin(w http.ResponseWriter, r *http.Request, secure bool, sess *session) {
 	if len(h.adminTenants(sess.Email)) == 0 {
 		return
 	}
@@ -211,40 +212,39 @@ func (h *Handler) rememberAdmin(w http.ResponseWriter, r *http.Request, sess *se
 		h.logger.Warn("storing the login record of an admin sign-in failed", zap.Error(err))
 		return
 	}
-	n, ok := h.adminNonce(r)
+	n, ok := h.adminNonce(r, secure)
 	if !ok {
 		n = adminNonce{N: randomID(18), Issued: now.Unix()}
 	}
 	n.Email, n.Subject, n.SID, n.SignedIn = sess.Email, sess.Subject, sess.SID, now.Unix()
-	h.setAdminCookie(w, r, n)
+	h.setAdminCookie(w, secure, n)
 }
 
-func (h *Handler) setAdminCookie(w http.ResponseWriter, r *http.Request, n adminNonce) bool {
-	secure := h.secure(r)
+func (h *Handler) setAdminCookie(w http.ResponseWriter, secure bool, n adminNonce) bool {
 	v, err := securecookie.EncodeMulti(adminCookie, &n, h.shared.codecs.login...)
 	if err != nil {
 		return false
 	}
-	http.SetCookie(w, newCookie(cookieName(adminCookie, secure), v, secure, adminCookieAge))
+	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(adminCookie, secure), v, secure, adminCookieAge))
 	return true
 }
 
 // adminCSRF returns the form token, renewing the admin cookie it is bound
 // to when it is old (the sign-in in it keeps its own time).
-func (h *Handler) adminCSRF(w http.ResponseWriter, r *http.Request, n adminNonce) string {
+func (h *Handler) adminCSRF(w http.ResponseWriter, secure bool, n adminNonce) string {
 	if n.N != "" && time.Since(time.Unix(n.Issued, 0)) < adminCookieAge/2 {
 		return h.csrfToken("admin:" + n.N)
 	}
 	n.N, n.Issued = randomID(18), time.Now().Unix()
-	if !h.setAdminCookie(w, r, n) {
+	if !h.setAdminCookie(w, secure, n) {
 		return ""
 	}
 	return h.csrfToken("admin:" + n.N)
 }
 
-func (h *Handler) adminNonce(r *http.Request) (adminNonce, bool) {
+func (h *Handler) adminNonce(r *http.Request, secure bool) (adminNonce, bool) {
 	var n adminNonce
-	v := cookieValue(r, cookieName(adminCookie, h.secure(r)))
+	v := sessioncookie.Value(r, sessioncookie.Name(adminCookie, secure))
 	if v == "" || securecookie.DecodeMulti(adminCookie, v, &n, h.shared.codecs.login...) != nil ||
 		n.N == "" || time.Since(time.Unix(n.Issued, 0)) > adminCookieAge {
 		return adminNonce{}, false

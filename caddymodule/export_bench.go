@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // MintSessionCookieForBench returns the value of a valid session cookie
@@ -30,5 +32,5 @@ func MintSessionCookieForBench(secret []byte, issuer, clientID, subject, email, 
 		Issued:  now.Unix(),
 		Expires: now.Add(ttl).Unix(),
 	}
-	return securecookie.EncodeMulti(sessionCookie, s, newCodec(secret, deployment{issuer: strings.TrimRight(issuer, "/"), clientID: clientID}, "session", 0))
+	return securecookie.EncodeMulti(sessionCookie, s, newCodec(secret, sessioncookie.Deployment{Issuer: strings.TrimRight(issuer, "/"), ClientID: clientID}, "session", 0))
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // Test hooks for the tests of package caddymodule_test. Each restores the
@@ -61,7 +63,7 @@ func FuzzSessionCookie(f *testing.F) {
 	f.Fuzz(func(t *testing.T, cookie string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Cookie", cookie)
-		raw := readChunked(r, sessionCookie)
+		raw := sessioncookie.ReadChunked(r, sessionCookie)
 		if raw == "" {
 			return
 		}
@@ -148,7 +150,7 @@ func FuzzInsideExternal(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		r := httptest.NewRequest(http.MethodGet, "https://bms.example.com/.k1sso/initiate", nil)
-		if out, ok := h.insideExternal(r, raw); ok {
+		if out, ok := h.insideExternal(h.originOf(r), raw); ok {
 			checkLocal(t, raw, out)
 		}
 	})

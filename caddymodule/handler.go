@@ -3,19 +3,24 @@ package caddymodule
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // prefix is the reserved path prefix of k1sso's own endpoints.
 const prefix = "/.k1sso/"
 
 // ServeHTTP strips forged identity headers, serves /.k1sso/ endpoints, and
-// sets the identity of a valid session for the rest of the route.
+// sets the identity of a valid session for the rest of the route. What the
+// request is (its origin, its session and what that session means now) is
+// decided once, by classify; the branches below only read it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Every decision below is on the path as it is forwarded.
 	if !canonicalPath(r.URL) {
@@ -25,100 +30,112 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err := h.shared.ready(); err != nil { // app.go
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
+	rq := h.classify(r) // request.go
 	if strings.HasPrefix(r.URL.Path, prefix) {
-		return h.serveEndpoint(w, r)
+		return h.serveEndpoint(w, r, &rq)
 	}
 	if !h.stripIdentityTrailers(r) {
 		h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
 		return nil
 	}
-	now := clockNow()
-	secure := h.secure(r)
-	e := h.lookup(r, secure, now)
-	revoked := e != nil && h.revoked(e, now)
-	var logout *session // the whole session (with its ID token) for logout
-	if e != nil && !revoked && h.isLogoutPath(r.URL.Path) {
-		if logout = h.shared.fullSession(r, secure); logout == nil {
-			logout = e.s.full()
-		}
-	}
-	sentCookie := e == nil && h.Enforce && cookieValue(r, cookieName(sessionCookie, secure)) != ""
 	var renew *session // idle.go: the session's cookie to re-issue
-	if e != nil && !revoked {
-		renew = h.touch(r, e, now)
+	if rq.signedIn() {
+		renew = h.touch(r, &rq)
 	}
-	// From here on the request is what the upstream may see: k1sso's
-	// cookies go before any placeholder (header option, later handlers)
-	// can be expanded.
-	dropOwnCookies(r)
-	if revoked {
-		return h.serveRevoked(w, r, next, e)
-	}
-	if logout != nil {
-		return h.interceptLogout(w, r, next, e, logout)
-	}
-	if e != nil && e.s.Tenant() != "" {
-		if id := h.identity(r, e, now); id != nil {
-			if done, err := h.recheckAtK1(w, r, e, now); done {
-				return err
-			}
-			h.setIdentity(r, e, id)
-			h.reissue(w, r, e, renew)
-			if isStreamRequest(r) {
-				return h.serveStream(w, r, next, e)
-			}
-			return h.nextInjected(w, r, next, e)
+	switch {
+	case rq.state == sessionRevoked || rq.state == sessionStale:
+		return h.serveRevoked(w, r, next, &rq)
+	case rq.logoutPath && rq.signedIn():
+		return h.interceptLogout(w, r, next, &rq)
+	case rq.state == sessionActive:
+		if done, err := h.recheckAtK1(w, r, &rq); done {
+			return err
 		}
+		h.reissue(w, r, &rq, renew)
+		return h.forward(w, r, next, &rq, passIdentity)
+	case !h.Enforce || h.isPublic(r):
+		return h.forward(w, r, next, &rq, passAnonymous)
 	}
-	if !h.Enforce || h.isPublic(r) {
-		return h.nextInjected(w, r, next, nil)
+	return h.requireLogin(w, r, &rq)
+}
+
+// How forward hands a request on.
+type passOn uint8
+
+const (
+	// passAnonymous: without identity; a page at login_path may get the
+	// login link.
+	passAnonymous passOn = iota
+	// passCleared: without identity and without BMS's session cookies,
+	// which the response has just expired (a revoked session at the login
+	// page).
+	passCleared
+	// passIdentity: with the active session's identity; its pages get the
+	// launcher and the expiry notice, its streams are watched.
+	passIdentity
+	// passLogout: BMS's logout as the user (with identity when the session
+	// has one); nothing is injected, w captures the answer.
+	passLogout
+)
+
+// forward runs the rest of the route: every path to next goes through it.
+// It is the one place k1sso's cookies leave the request, and it drops them
+// before the identity is set, whose header option expands placeholders,
+// so neither the upstream nor {http.request.cookie.*} /
+// {http.request.header.Cookie} ever see them. Everything before it may
+// still read them.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rq *request, how passOn) error {
+	var upstream func(name string) bool
+	if how == passCleared {
+		upstream = func(name string) bool { return slices.Contains(h.UpstreamCookies, name) }
 	}
-	return h.requireLogin(w, r, e, sentCookie)
+	dropCookies(r, upstream)
+	switch how {
+	case passLogout:
+		if rq.id != nil {
+			h.setIdentity(r, rq.entry, rq.id)
+		}
+		return next.ServeHTTP(w, r)
+	case passIdentity:
+		h.setIdentity(r, rq.entry, rq.id)
+		if isStreamRequest(r) {
+			return h.serveStream(w, r, next, rq.entry)
+		}
+		return h.nextInjected(w, r, next, rq.entry)
+	}
+	return h.nextInjected(w, r, next, nil)
 }
 
 // serveEndpoint routes /.k1sso/ requests.
-func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rq *request) error {
 	switch strings.TrimPrefix(r.URL.Path, prefix) {
 	case "login":
-		return h.serveLogin(w, r)
+		return h.serveLogin(w, r, rq)
 	case "callback":
-		return h.serveCallback(w, r)
+		return h.serveCallback(w, r, rq)
 	case "tenant":
-		return h.serveTenant(w, r)
+		return h.serveTenant(w, r, rq)
 	case "whoami":
-		return h.serveWhoami(w, r)
+		return h.serveWhoami(w, r, rq)
 	case "jwks.json":
 		return h.serveJWKS(w, r)
 	case "initiate":
-		return h.serveInitiate(w, r)
+		return h.serveInitiate(w, r, rq)
 	case "launcher":
 		return h.serveLauncher(w, r)
 	case "logout":
-		return h.serveLogout(w, r)
+		return h.serveLogout(w, r, rq)
 	case "backchannel-logout":
 		return h.serveBackchannelLogout(w, r)
 	case "frontchannel-logout":
-		return h.serveFrontchannelLogout(w, r)
+		return h.serveFrontchannelLogout(w, r, rq)
 	case "replay":
-		return h.serveReplay(w, r)
+		return h.serveReplay(w, r, rq)
 	case "admin":
-		return h.serveAdmin(w, r)
+		return h.serveAdmin(w, r, rq)
 	}
 	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
 	return nil
-}
-
-// activeSession returns the request's session when it currently carries an
-// identity: not revoked, a tenant chosen, and its account still in the
-// directory. Shortcuts that skip K1 use it, so a session that lost its
-// identity cannot bounce between login and target forever.
-func (h *Handler) activeSession(r *http.Request) *sessionEntry {
-	now := clockNow()
-	e := h.lookup(r, h.secure(r), now)
-	if e == nil || e.s.Tenant() == "" || h.revoked(e, now) || h.identity(r, e, now) == nil {
-		return nil
-	}
-	return e
 }
 
 // isPublic reports whether a path never needs a session: login_path and
@@ -130,21 +147,24 @@ func (h *Handler) isPublic(r *http.Request) bool {
 
 // requireLogin answers a request that needs a session but has none:
 // browsers navigating are sent to K1 (or to the tenant picker), everything
-// else gets 401. sentCookie tells the log whether a session cookie came.
-func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessionEntry, sentCookie bool) error {
+// else gets 401.
+func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, rq *request) error {
 	if ce := h.logger.Check(zapcore.DebugLevel, "request needs a KaseyaOne session"); ce != nil {
 		reason := "no session cookie"
-		if e != nil {
+		switch {
+		case rq.state == sessionNoTenant:
 			reason = "session has no tenant yet"
-		} else if sentCookie {
+		case rq.state == sessionNoAccount:
+			reason = "session has no BMS account in its tenant"
+		case sessioncookie.Value(r, sessioncookie.Name(sessionCookie, rq.secure)) != "":
 			reason = "session cookie invalid, expired or for another tenant"
 		}
 		ce.Write(zap.String("path", r.URL.Path), zap.String("reason", reason))
 	}
-	if done, err := h.keepForm(w, r, e); done {
+	if done, err := h.keepForm(w, r, rq); done {
 		return err
 	}
-	if !isNavigation(r) {
+	if !rq.navigation(r) {
 		unauthorized(w, "unauthorized", prefix+"login")
 		return nil
 	}
@@ -153,7 +173,7 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, e *sessio
 		rd = h.cfg.landingPage
 	}
 	target := prefix + "login?rd=" + url.QueryEscape(rd)
-	if e != nil && e.s.Tenant() == "" {
+	if rq.state == sessionNoTenant {
 		target = prefix + "tenant?rd=" + url.QueryEscape(rd)
 	}
 	http.Redirect(w, r, target, http.StatusFound)
@@ -165,24 +185,4 @@ func wantsJSON(r *http.Request) bool {
 	a := r.Header.Get("Accept")
 	return r.Header.Get("X-Requested-With") != "" ||
 		(strings.Contains(a, "application/json") && !strings.Contains(a, "text/html"))
-}
-
-// base returns the external scheme and host: external_url, or the request's.
-func (h *Handler) base(r *http.Request) *url.URL {
-	if h.cfg.external != nil {
-		return h.cfg.external
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return &url.URL{Scheme: scheme, Host: r.Host}
-}
-
-// secure reports whether cookies must be Secure (and __Host- prefixed).
-func (h *Handler) secure(r *http.Request) bool {
-	if h.cfg.external != nil {
-		return h.cfg.external.Scheme == "https"
-	}
-	return r.TLS != nil
 }

@@ -45,13 +45,13 @@ func (d *derived) fresh(now time.Time) bool {
 
 // identity returns the session's current identity, or nil when the account
 // is gone from the directory (the session then carries no identity).
-func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *derived {
+func (h *Handler) identity(o origin, e *sessionEntry, now time.Time) *derived {
 	gen := h.shared.dir.generation()
 	d := e.derived.Load()
-	if d != nil && d.gen == gen && d.fresh(now) && h.isIssuer(r, *d.issuer) {
+	if d != nil && d.gen == gen && d.fresh(now) && o.is(*d.issuer) {
 		return d
 	}
-	iss := h.issuerOf(r)
+	iss := h.issuerOf(o)
 	acc := h.shared.dir.account(e.s.Email(), e.s.Tenant())
 	if acc == nil {
 		return nil
@@ -66,32 +66,16 @@ func (h *Handler) identity(r *http.Request, e *sessionEntry, now time.Time) *der
 	return d
 }
 
-// issuerOf is the iss of assertions: the external URL, or without one the
-// request's origin. The last one is kept so that the sessions of a site
+// issuerOf is the iss of assertions: the request's origin (external_url
+// when it is set). The last one is kept so that the sessions of a site
 // share one copy instead of one each.
-func (h *Handler) issuerOf(r *http.Request) *string {
-	iss := h.externalStr
-	if iss == "" {
-		iss = h.base(r).String()
-	}
+func (h *Handler) issuerOf(o origin) *string {
+	iss := o.String()
 	if last := h.shared.lastIssuer.Load(); last != nil && *last == iss {
 		return last
 	}
 	h.shared.lastIssuer.Store(&iss)
 	return &iss
-}
-
-// isIssuer reports whether iss is the assertion issuer for this request,
-// without building the URL string on every request.
-func (h *Handler) isIssuer(r *http.Request, iss string) bool {
-	if h.externalStr != "" {
-		return iss == h.externalStr
-	}
-	scheme := "http://"
-	if r.TLS != nil {
-		scheme = "https://"
-	}
-	return len(iss) == len(scheme)+len(r.Host) && strings.HasPrefix(iss, scheme) && strings.HasSuffix(iss, r.Host)
 }
 
 // setIdentity sets the identity headers and the http.auth.user.*

@@ -7,6 +7,8 @@ import (
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // The idle timeout is stateless: the session cookie carries when the
@@ -34,7 +36,8 @@ func (h *Handler) idleOver(e *sessionEntry, now time.Time) bool {
 // concurrent requests, the one that moves the entry's time gets it; the
 // others carry the session as it is. It reads the cookie, so it runs before
 // k1sso's cookies are dropped from the request.
-func (h *Handler) touch(r *http.Request, e *sessionEntry, now time.Time) *session {
+func (h *Handler) touch(r *http.Request, rq *request) *session {
+	e, now := rq.entry, rq.now
 	if h.idle == 0 {
 		return nil
 	}
@@ -42,24 +45,25 @@ func (h *Handler) touch(r *http.Request, e *sessionEntry, now time.Time) *sessio
 	if now.Unix()-int64(last) < int64(h.touchEvery/time.Second) || !e.used.CompareAndSwap(last, uint32(now.Unix())) {
 		return nil
 	}
-	sess := h.shared.fullSession(r, h.secure(r))
-	if sess == nil || sess.ID != e.s.ID() {
+	full := h.fullSession(r, rq)
+	if full == nil || full.ID != e.s.ID() {
 		return nil
 	}
+	sess := *full // the request's own copy stays as the cookie has it
 	sess.Used = now.Unix()
-	return sess
+	return &sess
 }
 
 // reissue sets the session cookie with the new time of use, and caches the
 // new cookie as the same entry. sess nil: nothing to do.
-func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntry, sess *session) {
+func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, rq *request, sess *session) {
 	if sess == nil {
 		return
 	}
-	secure := h.secure(r)
+	secure := rq.secure
 	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
 	if err == nil {
-		err = writeChunked(w, r, cookieName(sessionCookie, secure), v, secure, time.Until(time.Unix(sess.Expires, 0)))
+		err = sessioncookie.WriteChunked(w, r, sessioncookie.Name(sessionCookie, secure), v, secure, time.Until(time.Unix(sess.Expires, 0)))
 	}
 	if err != nil {
 		if ce := h.logger.Check(zapcore.DebugLevel, "re-issuing the session cookie"); ce != nil {
@@ -67,14 +71,5 @@ func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntr
 		}
 		return
 	}
-	h.shared.sessions.Add(keyOf(v), e)
-}
-
-// lookup is the request's session unless it is over by the idle timeout.
-func (h *Handler) lookup(r *http.Request, secure bool, now time.Time) *sessionEntry {
-	e := h.shared.lookupSession(r, secure, now)
-	if e != nil && h.idleOver(e, now) {
-		return nil
-	}
-	return e
+	h.shared.sessions.Add(keyOf(v), rq.entry)
 }

@@ -335,8 +335,9 @@ func (h *Handler) tenantAllowed(ctx context.Context, sess *session, tenant strin
 // sessionAdmitted reports whether the request's session e may be reused
 // for its tenant without a new sign-in. The cache does not keep the
 // company, so the cookie is decoded again: shortcuts are not the hot path.
-func (h *Handler) sessionAdmitted(r *http.Request, e *sessionEntry) bool {
-	full := h.shared.fullSession(r, h.secure(r))
+func (h *Handler) sessionAdmitted(r *http.Request, rq *request) bool {
+	e := rq.entry
+	full := h.fullSession(r, rq)
 	return full != nil && full.ID == e.s.ID() && h.admit(r.Context(), full.Company, e.s.Tenant(), viaSession) == nil
 }
 
@@ -359,7 +360,7 @@ func notTenantAdmin(email, tenant string) *loginFailure {
 // within reauthWindow with auth_time, of an admin of the tenant, of the
 // tenant's linked company if it has one), stores the new state and sends
 // the browser back to the admin page.
-func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *loginState, sess *session) error {
+func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure bool, st *loginState, sess *session) error {
 	w.Header().Set("Cache-Control", "no-store")
 	back := []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}
 	refuse := func(reason, title, msg string) error {
@@ -374,7 +375,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 			return refuse("not_an_admin", "Not a BMS administrator",
 				"The KaseyaOne account "+sess.Email+" is not a BMS administrator of any tenant here, so it cannot see the KaseyaOne integration settings.")
 		}
-		h.rememberAdmin(w, r, sess)
+		h.rememberAdmin(w, r, secure, sess)
 		http.Redirect(w, r, prefix+"admin", http.StatusFound)
 		return nil
 	case integrationPurpose:
@@ -386,7 +387,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, st *lo
 	if !validTenantID(tenant) || (st.Payload != "on" && st.Payload != "off") {
 		return refuse("bad_request", "Change refused", "The requested change is not valid.")
 	}
-	h.rememberAdmin(w, r, sess)
+	h.rememberAdmin(w, r, secure, sess)
 	if sess.AuthTime == 0 {
 		return refuse("no_auth_time", "Sign-in time unknown",
 			"KaseyaOne did not say when you signed in (auth_time), so the sign-in cannot count as a fresh one. The change was not made.")

@@ -91,7 +91,7 @@ func validLoginHint(hint string) bool {
 // serveInitiate is third-party initiated login (OIDC Core §4): K1's My
 // Modules and app launcher send the browser here with iss, login_hint,
 // target_link_uri and tenant, as query (GET) or form (POST).
-func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request, rq *request) error {
 	var params url.Values
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -124,7 +124,7 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	hint := params.Get("login_hint")
 	target := h.cfg.landingPage
 	if raw := params.Get("target_link_uri"); raw != "" {
-		if t, ok := h.insideExternal(r, raw); ok {
+		if t, ok := h.insideExternal(rq.origin, raw); ok {
 			target = t
 		} else if ce := h.logger.Check(zapcore.DebugLevel, "initiate: target_link_uri outside external_url; using the landing page"); ce != nil {
 			ce.Write(zap.String("target_link_uri", truncate(raw, 200)))
@@ -134,15 +134,15 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request) error {
 	// round trip to K1. A session of another K1 user (login_hint names
 	// someone else) or another tenant starts a new login, and so does one
 	// the tenant's company link no longer admits.
-	e := h.activeSession(r)
+	e := rq.active()
 	if e != nil && (tenant == "" || tenant == e.s.Tenant()) &&
 		(hint == "" || !strings.Contains(hint, "@") || normalEmail(hint) == e.s.Email()) &&
-		h.sessionAdmitted(r, e) {
+		h.sessionAdmitted(r, rq) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, target, http.StatusFound)
 		return nil
 	}
-	return h.startLogin(w, r, loginRequest{rd: target, tenant: tenant, loginHint: hint, k1Initiated: true})
+	return h.startLogin(w, r, rq, loginRequest{rd: target, tenant: tenant, loginHint: hint, k1Initiated: true})
 }
 
 // serveLauncher sends the browser to K1's app launcher.

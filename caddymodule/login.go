@@ -15,6 +15,8 @@ import (
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // loginState is what a pending login keeps in its signed, encrypted,
@@ -53,7 +55,7 @@ type loginRequest struct {
 }
 
 // serveLogin starts an SP-initiated login: GET /.k1sso/login?rd=&tenant=.
-func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, rq *request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
@@ -76,25 +78,25 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	// Already signed in (for that tenant): nothing to do at K1, unless the
 	// session is to be renewed (renew=1, the expiry notice's link, notice.go):
 	// then a new one for the same tenant.
-	if e := h.activeSession(r); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, e) {
+	if e := rq.active(); e != nil && (lr.tenant == "" || lr.tenant == e.s.Tenant()) && h.sessionAdmitted(r, rq) {
 		if q.Get("renew") == "" {
 			http.Redirect(w, r, lr.rd, http.StatusFound)
 			return nil
 		}
 		lr.tenant = e.s.Tenant()
 	}
-	return h.startLogin(w, r, lr)
+	return h.startLogin(w, r, rq, lr)
 }
 
 // startLogin sends the browser to K1's authorization endpoint with a fresh
 // state, nonce and PKCE verifier kept in a login cookie.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginRequest) error {
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rq *request, lr loginRequest) error {
 	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
 		h.k1Down(w, r, err)
 		return nil
 	}
-	secure := h.secure(r)
+	secure := rq.secure
 	h.boundLoginCookies(w, r, secure)
 	st := loginState{
 		State:    randomID(32),
@@ -102,7 +104,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 		Verifier: oauth2.GenerateVerifier(),
 		RD:       lr.rd,
 		Tenant:   lr.tenant,
-		Redirect: h.base(r).String() + prefix + "callback",
+		Redirect: rq.origin.String() + prefix + "callback",
 		Issued:   time.Now().Unix(),
 
 		K1Initiated: lr.k1Initiated,
@@ -114,7 +116,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 	if err != nil {
 		return err
 	}
-	http.SetCookie(w, newCookie(cookieName(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
+	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(loginCookiePre+st.State[:12], secure), v, secure, h.cfg.loginTimeout))
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
 	if lr.loginHint != "" && validLoginHint(lr.loginHint) {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", lr.loginHint))
@@ -136,7 +138,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, lr loginReq
 // boundLoginCookies keeps the number of pending-login cookies small: a
 // browser that started many logins without finishing them loses the old ones.
 func (h *Handler) boundLoginCookies(w http.ResponseWriter, r *http.Request, secure bool) {
-	pre := cookieName(loginCookiePre, secure)
+	pre := sessioncookie.Name(loginCookiePre, secure)
 	var names []string
 	for _, c := range r.Cookies() {
 		if strings.HasPrefix(c.Name, pre) {
@@ -147,7 +149,7 @@ func (h *Handler) boundLoginCookies(w http.ResponseWriter, r *http.Request, secu
 		return
 	}
 	for _, n := range names {
-		expireCookie(w, n, secure)
+		sessioncookie.Expire(w, n, secure)
 	}
 }
 
@@ -223,8 +225,8 @@ func fail(status int, reason, title, message string) *loginFailure {
 }
 
 // serveCallback finishes a login: GET /.k1sso/callback?code=&state=.
-func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
-	secure := h.secure(r)
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rq *request) error {
+	secure := rq.secure
 	sess, st, err := h.finishLogin(w, r, secure)
 	if err != nil {
 		var f *loginFailure
@@ -251,7 +253,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	// A sign-in for a purpose (the admin page) runs its own checks and
 	// never writes a session.
 	if st.Purpose != "" {
-		return h.completePurpose(w, r, st, sess)
+		return h.completePurpose(w, r, secure, st, sess)
 	}
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		h.logger.Error("writing the session cookie", zap.Error(err))
@@ -285,7 +287,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	state := q.Get("state")
 	st, stErr := h.loginStateFor(r, state, secure)
 	if len(state) >= 12 {
-		expireCookie(w, cookieName(loginCookiePre+state[:12], secure), secure)
+		sessioncookie.Expire(w, sessioncookie.Name(loginCookiePre+state[:12], secure), secure)
 	}
 	if e := q.Get("error"); e != "" {
 		return nil, nil, k1Error(e, q.Get("error_description"), stErr == nil)
@@ -396,7 +398,7 @@ func (h *Handler) loginStateFor(r *http.Request, state string, secure bool) (*lo
 	if len(state) < 12 {
 		return nil, bad
 	}
-	v := cookieValue(r, cookieName(loginCookiePre+state[:12], secure))
+	v := sessioncookie.Value(r, sessioncookie.Name(loginCookiePre+state[:12], secure))
 	if v == "" {
 		return nil, bad
 	}

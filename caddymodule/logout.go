@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 func init() {
@@ -123,20 +125,21 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 // that carries a K1 session into a global logout: BMS first, as the user,
 // then the proxy and K1 sessions end. A request another site started, or
 // one no user started (userStarted), gets the sign-out confirmation of
-// /.k1sso/logout instead, and the session stays. sess is the whole session, read before k1sso's cookies were
-// dropped from the request.
-func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry, sess *session) error {
-	if !h.sameOriginRequest(r) || !userStarted(r) {
+// /.k1sso/logout instead, and the session stays. BMS gets the session's
+// identity when it has one (rq.id).
+func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rq *request) error {
+	// The whole session (with its ID token, for K1), read while the
+	// request still has its cookie; the cached one when it cannot be.
+	sess := h.fullSession(r, rq)
+	if sess == nil {
+		sess = rq.entry.s.full()
+	}
+	if !h.sameOriginRequest(r, rq.origin) || !userStarted(r) {
 		h.confirmLogout(w, r, sess, prefix+"logout?then=bms")
 		return nil
 	}
-	if e.s.Tenant() != "" {
-		if id := h.identity(r, e, time.Now()); id != nil {
-			h.setIdentity(r, e, id)
-		}
-	}
 	cw := &captureWriter{hdr: http.Header{}}
-	if err := next.ServeHTTP(cw, r); err != nil {
+	if err := h.forward(cw, r, next, rq, passLogout); err != nil {
 		// BMS unreachable must not keep the user signed in at the proxy
 		// and at K1.
 		h.logger.Warn("BMS logout failed; ending the KaseyaOne session anyway", zap.Error(err))
@@ -144,7 +147,7 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 	for _, c := range cw.hdr.Values("Set-Cookie") {
 		w.Header().Add("Set-Cookie", c)
 	}
-	h.endSession(w, r, sess, "bms_logout")
+	h.endSession(w, r, rq, sess, "bms_logout")
 	return nil
 }
 
@@ -155,7 +158,7 @@ func (h *Handler) interceptLogout(w http.ResponseWriter, r *http.Request, next c
 // older browsers, an Origin or Referer header naming another origin means
 // another site; with neither (a typed URL, a client that is no browser)
 // the request counts as the user's own.
-func (h *Handler) sameOriginRequest(r *http.Request) bool {
+func (h *Handler) sameOriginRequest(r *http.Request, site origin) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "same-origin", "none":
 		return true
@@ -163,7 +166,7 @@ func (h *Handler) sameOriginRequest(r *http.Request) bool {
 	default:
 		return false
 	}
-	origin := h.base(r).String()
+	origin := site.String()
 	if o := r.Header.Get("Origin"); o != "" {
 		return o == origin
 	}
@@ -204,12 +207,12 @@ func (h *Handler) confirmLogout(w http.ResponseWriter, r *http.Request, sess *se
 // so BMS's logout runs too). Without a proxy session the browser
 // goes straight to K1's end_session_endpoint, which ends its K1 session
 // (the "Sign out of KaseyaOne" link of the no-account page).
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	secure := h.secure(r)
-	sess := h.shared.fullSession(r, secure)
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rq *request) error {
+	// Any session its cookie still names can sign out, revoked or not.
+	sess := h.fullSession(r, rq)
 	if sess == nil {
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, h.endSessionURL(r, ""), http.StatusFound)
+		http.Redirect(w, r, h.endSessionURL(r, rq.origin, ""), http.StatusFound)
 		return nil
 	}
 	var token string
@@ -241,18 +244,18 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, h.LogoutPath, http.StatusSeeOther)
 		return nil
 	}
-	h.endSession(w, r, sess, "k1sso_logout")
+	h.endSession(w, r, rq, sess, "k1sso_logout")
 	return nil
 }
 
 // endSession ends the proxy session everywhere, clears the proxy's and
 // BMS's cookies and sends the browser to K1's end_session_endpoint.
-func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *session, via string) {
-	secure := h.secure(r)
+func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, rq *request, sess *session, via string) {
+	secure := rq.secure
 	h.revokeSession(r.Context(), sess)
 	h.shared.clearSession(w, secure)
-	expireCookie(w, cookieName(adminCookie, secure), secure) // the admin page's sign-in ends too
-	h.expireUpstreamCookies(w, r, false)
+	sessioncookie.Expire(w, sessioncookie.Name(adminCookie, secure), secure) // the admin page's sign-in ends too
+	h.expireUpstreamCookies(w, r, secure, false)
 	h.logger.Info("logout", zap.String("via", via), zap.String("k1_sub", sess.Subject), sidField(sess.SID))
 	if via == "bms_logout" {
 		h.metrics.logout(logoutBMS)
@@ -264,13 +267,13 @@ func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, sess *sessi
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		status = http.StatusSeeOther
 	}
-	http.Redirect(w, r, h.endSessionURL(r, sess.IDToken), status)
+	http.Redirect(w, r, h.endSessionURL(r, rq.origin, sess.IDToken), status)
 }
 
 // endSessionURL is K1's end_session_endpoint with id_token_hint,
 // post_logout_redirect_uri (BMS's login page) and state; or the login page
 // itself when K1 has no such endpoint or cannot be reached.
-func (h *Handler) endSessionURL(r *http.Request, idToken string) string {
+func (h *Handler) endSessionURL(r *http.Request, o origin, idToken string) string {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	p, err := h.shared.k1.Provider(ctx)
@@ -286,7 +289,7 @@ func (h *Handler) endSessionURL(r *http.Request, idToken string) string {
 		q.Set("id_token_hint", idToken)
 	}
 	q.Set("client_id", h.cfg.clientID)
-	q.Set("post_logout_redirect_uri", h.base(r).String()+h.cfg.loginPath)
+	q.Set("post_logout_redirect_uri", o.String()+h.cfg.loginPath)
 	q.Set("state", randomID(16))
 	u.RawQuery = q.Encode()
 	return u.String()
@@ -371,7 +374,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 // logged-out page loads it in an iframe with iss and sid. Every proxy
 // session of that sid is revoked; this browser's cookies are cleared too
 // when its session belongs to that sid.
-func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request, rq *request) error {
 	q := r.URL.Query()
 	iss, sid := q.Get("iss"), q.Get("sid")
 	hdr := w.Header()
@@ -390,9 +393,10 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		return nil
 	}
 	// Anyone can send this request: only a sid this deployment issued
-	// sessions for is revoked (see loginRecordFolder).
-	secure := h.secure(r)
-	e := h.shared.lookupSession(r, secure, clockNow())
+	// sessions for is revoked (see loginRecordFolder). This browser's
+	// session is its own whatever state it is in (idle, revoked, stale):
+	// its cookie proves the sid all the same.
+	e := rq.entry
 	own := e != nil && e.s.SID() == sid
 	known, err := h.revokeK1(r.Context(), sid, "", 0)
 	if err != nil {
@@ -408,8 +412,8 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		known = true
 	}
 	if own {
-		h.shared.clearSession(w, secure)
-		h.expireUpstreamCookies(w, r, true)
+		h.shared.clearSession(w, rq.secure)
+		h.expireUpstreamCookies(w, r, rq.secure, true)
 	}
 	h.logger.Info("front-channel logout", sidField(sid), zap.Bool("known", known))
 	h.metrics.logout(logoutFrontchannel)

@@ -114,7 +114,7 @@ type recheckQueue struct {
 
 func newRecheckQueue(cfg *config) *recheckQueue {
 	q := &recheckQueue{jobs: make(chan recheckJob, recheckQueueSize)}
-	d := deployment{issuer: cfg.issuer, clientID: cfg.clientID}
+	d := cookieDeployment(cfg)
 	for _, secret := range cfg.cookieKeys {
 		q.codecs = append(q.codecs, newCodec(secret, d, "k1 tokens", 0))
 	}
@@ -263,8 +263,8 @@ func (h *Handler) recheckDue(e *sessionEntry, now time.Time) (viaK1 bool) {
 // recheckAtK1 sends a navigation of a session that can no longer be
 // rechecked in the background through K1 with prompt=none. It reports
 // whether it answered the request.
-func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *sessionEntry, now time.Time) (bool, error) {
-	if !h.recheckDue(e, now) || !isPageLoad(r) {
+func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, rq *request) (bool, error) {
+	if !h.recheckDue(rq.entry, rq.now) || !isPageLoad(r) {
 		return false, nil
 	}
 	// While K1 is unreachable the session goes on: a trip to K1 would end
@@ -279,7 +279,7 @@ func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, e *session
 	if !isLocalPath(rd) {
 		rd = h.cfg.landingPage
 	}
-	return true, h.startLogin(w, r, loginRequest{rd: rd, tenant: e.s.Tenant(), prompt: "none", recheck: true})
+	return true, h.startLogin(w, r, rq, loginRequest{rd: rd, tenant: rq.entry.s.Tenant(), prompt: "none", recheck: true})
 }
 
 // recheckLoginFailed ends the session whose prompt=none recheck at K1 came
@@ -302,7 +302,7 @@ func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, sec
 	h.logger.Info("recheck", zap.String("outcome", recheckRevoked), zap.String("reason", reason))
 	h.metrics.recheck(recheckRevoked)
 	h.shared.clearSession(w, secure)
-	h.expireUpstreamCookies(w, r, true)
+	h.expireUpstreamCookies(w, r, secure, true)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, prefix+"login?rd="+url.QueryEscape(st.RD), http.StatusFound)
 	return true

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -65,7 +64,7 @@ func (h *Handler) redirectTarget(rd string) string {
 
 // insideExternal returns the local part of an absolute URL that lies inside
 // the external URL (same scheme, host and port), or reports false.
-func (h *Handler) insideExternal(r *http.Request, raw string) (string, bool) {
+func (h *Handler) insideExternal(site origin, raw string) (string, bool) {
 	if strings.HasPrefix(raw, "/") {
 		return localTarget(raw)
 	}
@@ -73,7 +72,7 @@ func (h *Handler) insideExternal(r *http.Request, raw string) (string, bool) {
 	if err != nil || u.User != nil || u.Opaque != "" {
 		return "", false
 	}
-	base := h.base(r)
+	base := site.url()
 	if !strings.EqualFold(u.Scheme, base.Scheme) || !sameHost(u, base) {
 		return "", false
 	}

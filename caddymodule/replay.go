@@ -13,6 +13,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // A form posted without a valid session is kept and sent again after the
@@ -61,7 +63,7 @@ func (b *formBudget) take(now time.Time) bool {
 
 // formCodecs encrypt kept forms in the store, with keys of their own.
 func (h *Handler) formCodecs() []securecookie.Codec {
-	d := deployment{issuer: h.cfg.issuer, clientID: h.cfg.clientID}
+	d := cookieDeployment(h.cfg)
 	var cs []securecookie.Codec
 	for _, secret := range h.cfg.cookieKeys {
 		sc := newCodec(secret, d, "kept form", formTTL)
@@ -74,7 +76,7 @@ func (h *Handler) formCodecs() []securecookie.Codec {
 // sameOriginPost reports whether the browser says the request comes from
 // a page of this site: Sec-Fetch-Site same-origin where it is sent, and an
 // Origin equal to this site's. A request with neither is not trusted.
-func (h *Handler) sameOriginPost(r *http.Request) bool {
+func (h *Handler) sameOriginPost(r *http.Request, o origin) bool {
 	site, origin := r.Header.Get("Sec-Fetch-Site"), r.Header.Get("Origin")
 	if site == "" && origin == "" {
 		return false
@@ -83,8 +85,7 @@ func (h *Handler) sameOriginPost(r *http.Request) bool {
 		return false
 	}
 	if origin != "" {
-		b := h.base(r)
-		if !strings.EqualFold(origin, b.Scheme+"://"+b.Host) {
+		if !strings.EqualFold(origin, o.scheme+"://"+o.host) {
 			return false
 		}
 	}
@@ -95,8 +96,8 @@ func (h *Handler) sameOriginPost(r *http.Request) bool {
 // browser to the K1 login, which comes back to the replay page. It reports
 // whether it answered the request; a post it does not keep (cross-site,
 // too large, not a form, the budget spent) is left to the caller's 401.
-func (h *Handler) keepForm(w http.ResponseWriter, r *http.Request, e *sessionEntry) (bool, error) {
-	if r.Method != http.MethodPost || !h.sameOriginPost(r) {
+func (h *Handler) keepForm(w http.ResponseWriter, r *http.Request, rq *request) (bool, error) {
+	if r.Method != http.MethodPost || !h.sameOriginPost(r, rq.origin) {
 		return false, nil
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -130,10 +131,10 @@ func (h *Handler) keepForm(w http.ResponseWriter, r *http.Request, e *sessionEnt
 		h.logger.Warn("keeping a form posted without a session failed", zap.Error(err))
 		return false, nil
 	}
-	secure := h.secure(r)
-	http.SetCookie(w, newCookie(cookieName(formCookie, secure), id, secure, formTTL))
+	secure := rq.secure
+	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(formCookie, secure), id, secure, formTTL))
 	target := prefix + "login?rd=" + url.QueryEscape(replayPath)
-	if e != nil && e.s.Tenant() == "" {
+	if rq.state == sessionNoTenant {
 		target = prefix + "tenant?rd=" + url.QueryEscape(replayPath)
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -148,19 +149,19 @@ type replayField struct{ Name, Value string }
 
 // serveReplay answers GET /.k1sso/replay after the login: a page that
 // posts the kept form again to its URL (by script, or with its button).
-func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request, rq *request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
-	secure := h.secure(r)
-	id := cookieValue(r, cookieName(formCookie, secure))
+	secure := rq.secure
+	id := sessioncookie.Value(r, sessioncookie.Name(formCookie, secure))
 	gone := pageData{Title: "No form to send", Message: "There is no form waiting to be sent again: it was sent already, or it was kept too long.",
 		Links: []pageLink{{Href: h.cfg.landingPage, Text: "Continue"}}}
 	if id == "" {
 		h.page(w, r, http.StatusNotFound, gone)
 		return nil
 	}
-	if h.activeSession(r) == nil {
+	if rq.active() == nil {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, prefix+"login?rd="+url.QueryEscape(replayPath), http.StatusFound)
 		return nil
@@ -169,7 +170,7 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request) error {
 		h.page(w, r, http.StatusOK, pageData{Title: "Sending your form again…"})
 		return nil
 	}
-	expireCookie(w, cookieName(formCookie, secure), secure)
+	sessioncookie.Expire(w, sessioncookie.Name(formCookie, secure), secure)
 	claimed, err := h.shared.used.claim(r.Context(), "form:"+id, formTTL)
 	if err != nil {
 		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Form not sent", Message: "Your form could not be sent again right now. Please try again in a moment.",

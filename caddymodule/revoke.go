@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -346,25 +345,29 @@ func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, un
 	h.logger.Info("revocation", zap.String("kind", store.KindSub), zap.String("k1_sub", sub))
 }
 
-// revoked reports whether a session was ended by a logout (here, at K1 or
-// at another instance), or may have been while the store is out of reach.
-// It reads memory only.
-func (h *Handler) revoked(e *sessionEntry, now time.Time) bool {
+// revocationState tells the two reasons a session is refused apart:
+// revoked, it was ended by a logout (here, at K1 or at another instance);
+// stale, it may have been while the store is out of reach. It reads
+// memory only.
+func (h *Handler) revocationState(e *sessionEntry) (revoked, stale bool) {
 	rs := h.shared.revocations
+	if rs.matches(&e.s) {
+		return true, false
+	}
 	// Being in sync is a matter of real time, whatever the clock of
 	// sessions says.
-	return rs.matches(&e.s) || rs.stale(time.Now())
+	return false, rs.stale(time.Now())
 }
 
 // serveRevoked answers a request whose session was revoked: its k1sso and
 // BMS cookies are cleared and it goes to the login page (401 for API
 // calls); it is never forwarded with identity. A session refused only
-// because the store is out of reach keeps its cookie and gets a 503.
-func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, e *sessionEntry) error {
-	rs := h.shared.revocations
-	if !rs.matches(&e.s) {
+// because the store is out of reach (sessionStale) keeps its cookie and
+// gets a 503.
+func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, rq *request) error {
+	if rq.state == sessionStale {
 		if h.isPublic(r) {
-			return h.nextInjected(w, r, next, nil)
+			return h.forward(w, r, next, rq, passAnonymous)
 		}
 		w.Header().Set("Retry-After", "5")
 		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
@@ -378,20 +381,18 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		})
 		return nil
 	}
-	secure := h.secure(r)
-	h.shared.clearSession(w, secure)
-	h.expireUpstreamCookies(w, r, true)
+	h.shared.clearSession(w, rq.secure)
+	h.expireUpstreamCookies(w, r, rq.secure, true)
 	if h.isPublic(r) {
 		// The login page itself: forward it without identity and without
 		// the cookies just cleared, so BMS shows its login form.
-		dropCookies(r, func(name string) bool { return slices.Contains(h.UpstreamCookies, name) })
-		return h.nextInjected(w, r, next, nil)
+		return h.forward(w, r, next, rq, passCleared)
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if done, err := h.keepForm(w, r, nil); done {
+	if done, err := h.keepForm(w, r, rq); done {
 		return err
 	}
-	if !isNavigation(r) {
+	if !rq.navigation(r) {
 		unauthorized(w, "session_ended", h.cfg.loginPath)
 		return nil
 	}
@@ -401,7 +402,7 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 
 // expireUpstreamCookies expires BMS's session cookies (Path=/). With
 // onlyPresent, only those the request carries.
-func (h *Handler) expireUpstreamCookies(w http.ResponseWriter, r *http.Request, onlyPresent bool) {
+func (h *Handler) expireUpstreamCookies(w http.ResponseWriter, r *http.Request, secure, onlyPresent bool) {
 	for _, name := range h.UpstreamCookies {
 		if onlyPresent {
 			if _, err := r.Cookie(name); err != nil {
@@ -409,6 +410,6 @@ func (h *Handler) expireUpstreamCookies(w http.ResponseWriter, r *http.Request, 
 			}
 		}
 		http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
-			HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteLaxMode})
+			HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
 	}
 }

@@ -10,8 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/securecookie"
 	"golang.org/x/oauth2"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 // session is what the session cookie carries, encrypted and signed. Short
@@ -57,7 +58,7 @@ type cachedSession struct {
 }
 
 // newCachedSession packs a decoded session; ok is false when its fields
-// do not fit (never for a cookie of at most maxSessionChunks chunks).
+// do not fit (never for a cookie of at most sessioncookie.MaxChunks chunks).
 func newCachedSession(s *session) (c cachedSession, ok bool) {
 	fields := [5]string{s.ID, s.SID, s.Subject, s.Email, s.Tenant}
 	var b strings.Builder
@@ -127,19 +128,19 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// encodeSession writes the session cookie (chunked when large).
+// writeSession writes the session cookie (chunked when large).
 func (s *shared) writeSession(w http.ResponseWriter, r *http.Request, sess *session, secure bool) error {
-	v, err := securecookie.EncodeMulti(sessionCookie, sess, s.codecs.session...)
+	v, err := s.codecs.session.Encode(sessionCookie, sess)
 	if err != nil {
 		return err
 	}
 	ttl := time.Until(time.Unix(sess.Expires, 0))
-	return writeChunked(w, r, cookieName(sessionCookie, secure), v, secure, ttl)
+	return sessioncookie.WriteChunked(w, r, sessioncookie.Name(sessionCookie, secure), v, secure, ttl)
 }
 
 // clearSession drops the session cookie and its chunks.
 func (s *shared) clearSession(w http.ResponseWriter, secure bool) {
-	expireChunked(w, cookieName(sessionCookie, secure), secure)
+	sessioncookie.ExpireChunked(w, sessioncookie.Name(sessionCookie, secure), secure)
 }
 
 // cacheSeeds key the hashes that find a cookie in the session cache; they
@@ -163,7 +164,7 @@ func keyOf(raw string) cacheKey {
 // before is found in the cache by its keyed hash: no decryption, no MAC.
 // Tampered, expired and undecodable cookies are all simply absent.
 func (s *shared) lookupSession(r *http.Request, secure bool, now time.Time) *sessionEntry {
-	raw := readChunked(r, cookieName(sessionCookie, secure))
+	raw := sessioncookie.ReadChunked(r, sessioncookie.Name(sessionCookie, secure))
 	if raw == "" {
 		return nil
 	}
@@ -202,7 +203,7 @@ func (s *shared) ends(issued, expires int64) int64 {
 // decodeSession decrypts and checks a raw session cookie value.
 func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
 	var sess session
-	if err := securecookie.DecodeMulti(sessionCookie, raw, &sess, s.codecs.session...); err != nil {
+	if err := s.codecs.session.Decode(sessionCookie, raw, &sess); err != nil {
 		return nil, false
 	}
 	// The cache keeps the times as uint32; a session outside that range was
@@ -217,7 +218,7 @@ func (s *shared) decodeSession(raw string, now time.Time) (*session, bool) {
 // fullSession decodes the request's session including its ID token, for
 // logout. It bypasses the cache on purpose.
 func (s *shared) fullSession(r *http.Request, secure bool) *session {
-	raw := readChunked(r, cookieName(sessionCookie, secure))
+	raw := sessioncookie.ReadChunked(r, sessioncookie.Name(sessionCookie, secure))
 	if raw == "" {
 		return nil
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/k1sso/k1sso/sessioncookie"
 )
 
 func testShared(t *testing.T, secrets ...string) *shared {
@@ -87,7 +89,7 @@ func TestChunkedSessionCookie(t *testing.T) {
 		t.Fatalf("a large session used %d cookie(s); want chunks", n)
 	}
 	for _, c := range req.Cookies() {
-		if len(c.Value) > chunkSize+8 {
+		if len(c.Value) > sessioncookie.ChunkSize+8 {
 			t.Errorf("chunk %s is %d bytes", c.Name, len(c.Value))
 		}
 	}
@@ -105,7 +107,7 @@ func TestChunkedSessionCookie(t *testing.T) {
 		t.Fatal("a session with a missing chunk was accepted")
 	}
 	// Too large for the chunk limit: refused at write time.
-	sess.IDToken = strings.Repeat("y", chunkSize*maxSessionChunks)
+	sess.IDToken = strings.Repeat("y", sessioncookie.MaxLength)
 	if err := s.writeSession(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil), sess, false); err == nil {
 		t.Fatal("an oversized session was written")
 	}
@@ -132,41 +134,6 @@ func TestSessionRotationDecodesOldSecret(t *testing.T) {
 	}
 	if testShared(t, strings.Repeat("n", 32)).lookupSession(req, false, time.Now()) != nil {
 		t.Fatal("cookie of a removed secret accepted")
-	}
-}
-
-func TestCookieValue(t *testing.T) {
-	req := httptest.NewRequest("GET", "/", nil)
-	req.Header.Add("Cookie", "a=1; k1sso=first; k1sso-1=x")
-	req.Header.Add("Cookie", "k1sso=second")
-	if v := cookieValue(req, "k1sso"); v != "first" {
-		t.Fatalf("cookieValue = %q", v)
-	}
-	if v := cookieValue(req, "k1ss"); v != "" {
-		t.Fatalf("prefix matched: %q", v)
-	}
-}
-
-func TestDropCookies(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"a=1; k1sso=s; b=2", "a=1; b=2"},
-		{"__Host-k1sso=s; __Host-k1sso-1=c; k1sso-login-abc=x; BMSSESSION=b", "BMSSESSION=b"},
-		{"k1sso=s", ""},
-		{"k1ssox=keep; notk1sso=keep", "k1ssox=keep; notk1sso=keep"},
-		{"plain=1", "plain=1"},
-	} {
-		req := httptest.NewRequest("GET", "/", nil)
-		req.Header.Set("Cookie", tc.in)
-		dropCookies(req, nil)
-		if got := req.Header.Get("Cookie"); got != tc.want {
-			t.Errorf("%q: Cookie %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	req := httptest.NewRequest("GET", "/", nil)
-	req.Header.Set("Cookie", "BMSSESSION=b; other=1")
-	dropCookies(req, func(n string) bool { return n == "BMSSESSION" })
-	if got := req.Header.Get("Cookie"); got != "other=1" {
-		t.Errorf("extra: %q", got)
 	}
 }
 
@@ -202,5 +169,32 @@ func TestSessionTimesOutOfRange(t *testing.T) {
 	sess = newTestSession(time.Now().Add(time.Hour))
 	if e := s.lookupSession(roundTrip(t, s, sess), false, time.Now()); e == nil || e.s.Expires() != sess.Expires || e.s.Issued() != sess.Issued {
 		t.Errorf("a valid session did not keep its times: %+v", e)
+	}
+}
+
+// earlierSessionCookie is a session cookie that k1sso wrote before its
+// cookie code became package sessioncookie, under earlierSecret for the
+// issuer https://k1.example and the client bms-proxy.
+const earlierSessionCookie = "MTc5NjE2MzUyNnxXTUJYWDVFYmFhZlVmdUlsUWc4ekVrOUtoMWVIS1BDaDFTX1Fpcmt2ZHRVZWtBZ21LM2JzU21jYUdUWFBEdEtBQXNBYUhkbElINzRBbVV1YWNzYVlabVVGUVZsWm9UQW11X1RTVFNVSXVkcVVVMHpNUmpFU3pfendpVzN1Ujl6TUo5Y1ZGcWo1TF95Zm43SnRDcjFsOEFPLV9rdF9aa3hORldMcTdEWDRiTWZTS0NCeEFUWmFwRHJkYlhBaWdjMC01TVpTaVBPMVV6ZGxVeFlHRHVrMDYtLWRoai1HWDNic09xMHBZeHR5S1UzSUhsWXllNHR5dXBBT0FDWkZHN01VWWdyaVdQek50S25valJGczJObz18zkhx1_xb9JH1Dpe66K4gzHWPcTpY99uKf4DELWZopNw="
+
+const earlierSecret = "0123456789abcdef0123456789abcdef"
+
+// TestEarlierSessionCookieDecodes: an upgrade keeps every user signed in:
+// a session cookie of the earlier code decodes with all its fields, and
+// only for the deployment it was written for.
+func TestEarlierSessionCookieDecodes(t *testing.T) {
+	s := testShared(t, earlierSecret)
+	s.cfg.issuer, s.cfg.clientID = "https://k1.example", "bms-proxy"
+	s.codecs = newCookieCodecs(s.cfg)
+	want := session{ID: "id-fixed", Subject: "k1|bob", Email: "bob@acme.example", Name: "Bob", SID: "sid-1", Company: "Acme", Tenant: "acme",
+		IDToken: "h.p.s", AuthTime: 1799999000, Issued: 1800000000, K1Issued: 1799999990, Expires: 1800028800, Used: 1800000100}
+	got, ok := s.decodeSession(earlierSessionCookie, time.Unix(want.Issued+60, 0))
+	if !ok || *got != want {
+		t.Fatalf("the earlier session cookie: %v %+v", ok, got)
+	}
+	s.cfg.clientID = "other-client"
+	s.codecs = newCookieCodecs(s.cfg)
+	if _, ok := s.decodeSession(earlierSessionCookie, time.Unix(want.Issued+60, 0)); ok {
+		t.Fatal("the earlier session cookie decoded for another client")
 	}
 }

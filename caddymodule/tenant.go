@@ -52,9 +52,9 @@ func (h *Handler) validCSRF(sessionID, token string) bool {
 
 // serveTenant is the tenant picker: GET lists the user's tenants, POST (with
 // a CSRF token) puts the chosen one in the session.
-func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request) error {
-	secure := h.secure(r)
-	sess := h.shared.fullSession(r, secure)
+func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request, rq *request) error {
+	secure := rq.secure
+	sess := h.fullSession(r, rq)
 	if sess == nil {
 		http.Redirect(w, r, prefix+"login?rd="+url.QueryEscape(h.redirectTarget(r.URL.Query().Get("rd"))), http.StatusFound)
 		return nil

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"time"
 )
 
 // whoami is the JSON of /.k1sso/whoami.
@@ -18,27 +17,26 @@ type whoami struct {
 	Expires    int64    `json:"expires"`
 }
 
-// serveWhoami answers the current identity, or 401 without a session.
-func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request) error {
+// serveWhoami answers the current identity, or 401 without a session. A
+// session waiting for its tenant is answered without the BMS fields.
+func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, rq *request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
-	now := time.Now()
-	e := h.lookup(r, h.secure(r), now)
-	if e == nil || h.revoked(e, now) {
+	if !rq.signedIn() {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no session"})
 		return nil
 	}
+	e := rq.entry
 	out := whoami{Email: e.s.Email(), Subject: e.s.Subject(), Expires: e.s.Expires(), Roles: []string{}}
-	if full := h.shared.fullSession(r, h.secure(r)); full != nil {
+	if full := h.fullSession(r, rq); full != nil {
 		out.Name, out.Company = full.Name, full.Company
 	}
-	if e.s.Tenant() != "" {
-		d := h.identity(r, e, now)
-		if d == nil {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no BMS account for this session"})
-			return nil
-		}
+	if rq.state == sessionNoAccount {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no BMS account for this session"})
+		return nil
+	}
+	if d := rq.id; d != nil {
 		out.BMSUser, out.Tenant, out.TenantName = d.acc.BMSUser, d.acc.Tenant, d.acc.TenantName
 		if d.acc.Roles != nil {
 			out.Roles = d.acc.Roles
