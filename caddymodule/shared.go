@@ -10,6 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // sharedPool holds the state that must outlive a config reload: decoded
@@ -32,7 +34,7 @@ type shared struct {
 	lastIssuer atomic.Pointer[string]
 	k1         *k1Client
 	dir        *directory
-	store      Store
+	store      store.Store
 	// revocations is this instance's copy of every revocation, the only
 	// thing the hot path reads; revoker keeps it in sync with store.
 	revocations *revocationSet
@@ -65,7 +67,7 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir.close()
 		return nil, err
 	}
-	store, err := openStore(cfg.store, storeNamespace(cfg.issuerURL(), cfg.clientID), ctx.Storage(), logger)
+	st, err := openStore(cfg.store, storeNamespace(cfg.issuerURL(), cfg.clientID), ctx, logger)
 	if err != nil {
 		dir.close()
 		return nil, err
@@ -83,10 +85,10 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		sessions:    cache,
 		k1:          newK1Client(bg, cfg, logger),
 		dir:         dir,
-		store:       store,
+		store:       st,
 		revocations: revs,
-		revoker:     newRevoker(store, revs, logger),
-		used:        newUsedStates(store),
+		revoker:     newRevoker(st, revs, logger),
+		used:        newUsedStates(st),
 		rechecks:    newRecheckQueue(cfg),
 		logger:      logger,
 		bg:          bg,
