@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 func init() {
@@ -120,10 +122,10 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	resp := RevokeResponse{Kind: kind}
 	for _, s := range states {
-		rv := revocation{Kind: kind, Value: value,
+		rv := store.Revocation{Kind: kind, Value: value,
 			// As long as any session it matches (revoke.go).
 			Expires: s.revocationUntil(r.Context(), kind, value, now)}
-		if kind != revokeSID {
+		if kind != store.KindSID {
 			rv.Before = now.Unix()
 		}
 		resp.CachedSessions += s.countMatching(rv, now)
@@ -155,33 +157,33 @@ func (req RevokeRequest) target() (kind, value string, err error) {
 		if at := strings.IndexByte(e, '@'); at <= 0 || at == len(e)-1 || len(e) > 254 {
 			return "", "", errors.New("email: not an email address")
 		}
-		return revokeEmail, e, nil
+		return store.KindEmail, e, nil
 	case req.Sub != "":
 		if len(req.Sub) > 255 {
 			return "", "", errors.New("sub: longer than 255 bytes")
 		}
-		return revokeSub, req.Sub, nil
+		return store.KindSub, req.Sub, nil
 	}
 	if len(req.SID) > 255 {
 		return "", "", errors.New("sid: longer than 255 bytes")
 	}
-	return revokeSID, req.SID, nil
+	return store.KindSID, req.SID, nil
 }
 
 // auditField is the log field of a revocation's value, the same as in the
 // login lines (a sid only as its hash).
 func auditField(kind, value string) zap.Field {
 	switch kind {
-	case revokeEmail:
+	case store.KindEmail:
 		return zap.String("email", value)
-	case revokeSub:
+	case store.KindSub:
 		return zap.String("k1_sub", value)
 	}
 	return sidField(value)
 }
 
 // countMatching counts the cached, unexpired sessions rv ends.
-func (s *shared) countMatching(rv revocation, now time.Time) int {
+func (s *shared) countMatching(rv store.Revocation, now time.Time) int {
 	n := 0
 	for _, e := range s.sessions.Values() {
 		c := &e.s
@@ -189,15 +191,15 @@ func (s *shared) countMatching(rv revocation, now time.Time) int {
 			continue
 		}
 		switch rv.Kind {
-		case revokeEmail:
+		case store.KindEmail:
 			if c.Email() == rv.Value && c.Issued() <= rv.Before {
 				n++
 			}
-		case revokeSub:
+		case store.KindSub:
 			if c.Subject() == rv.Value && c.Issued() <= rv.Before {
 				n++
 			}
-		case revokeSID:
+		case store.KindSID:
 			if c.SID() == rv.Value {
 				n++
 			}
@@ -226,7 +228,7 @@ type HandlerStatus struct {
 	// JWKSAgeSeconds is how long ago K1's keys were last fetched (absent:
 	// not yet; they are fetched at the first login).
 	JWKSAgeSeconds *float64 `json:"jwks_age_seconds,omitempty"`
-	// Store is caddy or redis; StoreInSync is false when the last complete
+	// Store is the store module's name (caddy, redis, ...); StoreInSync is false when the last complete
 	// read of the revocations is older than the store grace.
 	Store       string    `json:"store"`
 	StoreInSync bool      `json:"store_in_sync"`

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // assertionKeyName is where the ES256 key of X-K1-Assertion lives in the
@@ -58,9 +60,9 @@ func (as *assertion) iat() int64 { return as.exp - int64(assertionTTL/time.Secon
 
 // loadAssertionSigner loads the signing key from the store, creating it once
 // for all instances when there is none.
-func loadAssertionSigner(ctx context.Context, store Store) (*assertionSigner, error) {
-	b, err := store.Get(ctx, assertionKeyName)
-	if errors.Is(err, errNotFound) {
+func loadAssertionSigner(ctx context.Context, st store.Store) (*assertionSigner, error) {
+	b, err := st.Get(ctx, assertionKeyName)
+	if errors.Is(err, store.ErrNotFound) {
 		key, gerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if gerr != nil {
 			return nil, gerr
@@ -70,11 +72,11 @@ func loadAssertionSigner(ctx context.Context, store Store) (*assertionSigner, er
 			return nil, merr
 		}
 		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-		if _, err = store.PutIfAbsent(ctx, assertionKeyName, pemBytes, 0); err != nil {
+		if _, err = st.PutIfAbsent(ctx, assertionKeyName, pemBytes, 0); err != nil {
 			return nil, err
 		}
 		// Another instance may have won the race: use what is stored.
-		b, err = store.Get(ctx, assertionKeyName)
+		b, err = st.Get(ctx, assertionKeyName)
 	}
 	if err != nil {
 		return nil, err

@@ -4,9 +4,12 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 func init() {
@@ -50,7 +53,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		integration_default on|off
 //		logout_path   <path>
 //		upstream_cookies <name>...
-//		store         caddy | redis <url>
+//		store         caddy | redis <url> | <store module> [<args>...]
 //	}
 //
 // Only the syntax is checked here: unknown options, argument counts,
@@ -181,15 +184,7 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, opt string, args []str
 	case "upstream_cookies":
 		return p.some(&h.UpstreamCookies, "cookie name")
 	case "store":
-		switch {
-		case len(args) == 1 && args[0] == "caddy":
-			h.Store = "caddy"
-		case len(args) == 2 && args[0] == "redis":
-			h.Store, h.RedisURL = "redis", args[1]
-		default:
-			return d.Errf("k1sso: store takes `caddy` or `redis <url>`")
-		}
-		return nil
+		return parseStoreOption(h, d, args)
 	}
 	return d.Errf("k1sso: unknown option %q", opt)
 }
@@ -255,3 +250,32 @@ func (p optionArgs) duration(dst *caddy.Duration) error {
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// storeSyntax is the store option's Caddyfile syntax, for errors.
+const storeSyntax = "k1sso: store takes `caddy` or `redis <url>`, or the name of a store module and its arguments"
+
+// parseStoreOption reads `store <name> [args...]`: the store module
+// http.handlers.k1sso.stores.<name> reads its own tokens (from its name
+// on, with any block), as Caddy's pluggable parts do.
+func parseStoreOption(h *Handler, d *caddyfile.Dispenser, args []string) error {
+	if len(args) == 0 {
+		return d.Errf("%s", storeSyntax)
+	}
+	id := store.ModuleNamespace + "." + args[0]
+	if _, err := caddy.GetModule(id); err != nil {
+		return d.Errf("%s: no store module %s is registered", storeSyntax, id)
+	}
+	// Back from the last argument to the name, where the module starts.
+	for range len(args) - 1 {
+		d.Prev()
+	}
+	unm, err := caddyfile.UnmarshalModule(d, id)
+	if err != nil {
+		return err
+	}
+	if _, ok := unm.(store.Backend); !ok {
+		return d.Errf("k1sso: store: module %s is not a k1sso store (store.Backend)", id)
+	}
+	h.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", args[0], nil)
+	return nil
+}

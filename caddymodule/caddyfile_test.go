@@ -184,9 +184,9 @@ func TestCaddyfileErrors(t *testing.T) {
 		{minimal + "\tscopes\n}", "scopes needs at least one scope"},
 		{minimal + "\tupstream_cookies\n}", "upstream_cookies needs at least one cookie name"},
 		{minimal + "\tupstream_cookies A\n\tupstream_cookies B\n}", "option upstream_cookies given twice"},
-		{minimal + "\tstore redis\n}", "store takes `caddy` or `redis <url>`"},
-		{minimal + "\tstore memcached x\n}", "store takes `caddy` or `redis <url>`"},
-		{minimal + "\tstore caddy extra\n}", "store takes `caddy` or `redis <url>`"},
+		{minimal + "\tstore redis\n}", "redis needs exactly one URL"},
+		{minimal + "\tstore memcached x\n}", "no store module http.handlers.k1sso.stores.memcached is registered"},
+		{minimal + "\tstore caddy extra\n}", "store caddy takes no argument"},
 		{minimal + "\tinject_launcher maybe\n}", "inject_launcher takes on or off"},
 		{minimal + "\tintegration_default perhaps\n}", "integration_default takes on or off"},
 		{minimal + "\tclock_skew -1s\n}", `clock_skew: "-1s" is not a duration of 0s or more`},
@@ -252,6 +252,12 @@ func TestCaddyfileSemanticErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = fromJSON.checkOptions(caddy.Context{})
+		if err == nil {
+			// The store module checks its own options when it is loaded.
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			_, err = fromJSON.loadStore(ctx)
+			cancel()
+		}
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%q: %v", tc.in, err)

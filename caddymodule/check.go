@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
@@ -22,7 +21,7 @@ import (
 )
 
 // checkTimeout bounds a whole `caddy k1sso check`; each call to K1 or the
-// store is bounded by k1Timeout / redisTimeout as well.
+// store is bounded by k1Timeout / storeTimeout as well.
 const checkTimeout = time.Minute
 
 // checkDummyCode is the authorization code of the credentials check: no OP
@@ -65,7 +64,7 @@ func runCheck(ctx context.Context, w io.Writer, cfgJSON []byte) (failed bool, er
 		c.line("FAIL", "config", "no k1sso handler in this config")
 		return true, nil
 	}
-	storage, storageErr := checkStorage(cfg.StorageRaw)
+	cctx, storageErr := checkContext(cfg.StorageRaw)
 	for i, f := range found {
 		var h Handler
 		if err := decodeHandler(f.raw, &h); err != nil {
@@ -74,12 +73,12 @@ func runCheck(ctx context.Context, w io.Writer, cfgJSON []byte) (failed bool, er
 			continue
 		}
 		fmt.Fprintf(w, "k1sso handler %d: %s\n", i+1, strings.Join(f.bases, ", "))
-		c.checkHandler(ctx, &h, f.bases, storage, storageErr)
+		c.checkHandler(ctx, &h, f.bases, cctx, storageErr)
 	}
 	return c.failed, nil
 }
 
-func (c *checker) checkHandler(ctx context.Context, h *Handler, bases []string, storage certmagic.Storage, storageErr error) {
+func (c *checker) checkHandler(ctx context.Context, h *Handler, bases []string, cctx caddy.Context, storageErr error) {
 	expand := func(s string) string { return caddy.NewReplacer().ReplaceKnown(s, "") }
 	cfg, err := h.checkOptions(caddy.Context{Context: ctx})
 	if err != nil {
@@ -129,14 +128,14 @@ func (c *checker) checkHandler(ctx context.Context, h *Handler, bases []string, 
 		c.line("ok", "users", "%s: %d emails, %d BMS accounts", h.Users, len(d.byEmail), n)
 	}
 
-	sc, err := h.buildStoreConfig(expand)
+	sc, err := h.loadStore(cctx)
 	switch {
 	case err != nil:
 		c.line("FAIL", "store", "%v", err)
 	case sc.kind == "caddy" && storageErr != nil:
 		c.line("FAIL", "store", "Caddy's storage: %v", storageErr)
 	default:
-		c.checkStore(ctx, sc, storage)
+		c.checkStore(ctx, sc, cctx)
 	}
 }
 
@@ -254,19 +253,19 @@ func (c *checker) checkClient(ctx context.Context, cfg *config, d *discoveryDoc,
 }
 
 // checkStore writes and reads a probe key.
-func (c *checker) checkStore(ctx context.Context, sc storeConfig, storage certmagic.Storage) {
+func (c *checker) checkStore(ctx context.Context, sc storeConfig, cctx caddy.Context) {
 	// A namespace of its own: the probe touches no deployment's keys.
-	st, err := openStore(sc, "check", storage, zap.NewNop())
+	st, err := openStore(sc, "check", cctx, zap.NewNop())
 	if err != nil {
 		c.line("FAIL", "store", "%v", err)
 		return
 	}
 	defer st.Close()
-	ctx, cancel := context.WithTimeout(ctx, redisTimeout+time.Second)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout+time.Second)
 	defer cancel()
-	name := "Caddy's storage"
-	if sc.kind == "redis" {
-		name = "redis " + redactedURL(sc.redisURL)
+	name := "store " + sc.kind
+	if s, ok := sc.backend.(fmt.Stringer); ok {
+		name = s.String() // without secrets
 	}
 	key := "check/" + randomID(9)
 	if err := st.Put(ctx, key, []byte("k1sso check"), time.Minute); err != nil {
@@ -277,20 +276,20 @@ func (c *checker) checkStore(ctx context.Context, sc storeConfig, storage certma
 		c.line("FAIL", "store", "%s: reading: %v", name, err)
 		return
 	}
-	if cs, ok := st.(*caddyStore); ok {
-		_ = storage.Delete(ctx, cs.storageKey(key)) // Redis drops it itself after a minute
+	if d, ok := st.(interface {
+		Delete(ctx context.Context, key string) error
+	}); ok {
+		_ = d.Delete(ctx, key) // Redis drops it itself after a minute
 	}
 	c.line("ok", "store", "%s answers", name)
 }
 
-// checkStorage loads the config's storage module (Caddy's default storage
-// without one), without anything else of the config.
-func checkStorage(raw json.RawMessage) (certmagic.Storage, error) {
-	ctx, err := caddy.ProvisionContext(&caddy.Config{StorageRaw: raw})
-	if err != nil {
-		return nil, err
-	}
-	return ctx.Storage(), nil
+// checkContext provisions the config's storage module (Caddy's default
+// storage without one), without anything else of the config, for the
+// store modules. A storage that fails still leaves a context to load the
+// store module in; storageErr says why.
+func checkContext(raw json.RawMessage) (ctx caddy.Context, storageErr error) {
+	return caddy.ProvisionContext(&caddy.Config{StorageRaw: raw})
 }
 
 // findHandlers walks the http app's routes (subroutes included) for k1sso

@@ -12,9 +12,6 @@ func ShiftClock(tb testing.TB, d time.Duration) {
 	setTunable(tb, clockShift, d)
 }
 
-// SetStoreSweep sets how often the caddy store drops expired entries.
-func SetStoreSweep(tb testing.TB, d time.Duration) { setTunable(tb, caddyStoreSweep, d) }
-
 // IntegrationCacheLen is the number of tenants whose names start with
 // prefix that the integration caches of every pooled state hold (other
 // tests' caches live on in the same process, with tenants of their own).

@@ -11,6 +11,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/k1sso/k1sso/store"
+	"github.com/k1sso/k1sso/store/caddystore"
 )
 
 // testUsers is the directory of the handler tests: bob has one tenant,
@@ -77,12 +80,13 @@ func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 		t.Fatal(err)
 	}
 	signer, _ := testSigner(t)
-	store := newCaddyStore(&certmagic.FileStorage{Path: t.TempDir()}, storeNamespace(cfg.issuerURL(), cfg.clientID), nil)
-	s := assembleShared(cfg, sharedParts{dir: testDirectory(t, testUsers), store: store, signer: signer}, zap.NewNop())
+	st := caddystore.New(&certmagic.FileStorage{Path: t.TempDir()},
+		store.Options{Namespace: storeNamespace(cfg.issuerURL(), cfg.clientID), Now: clockNow, Expiring: sweptFolders})
+	s := assembleShared(cfg, sharedParts{dir: testDirectory(t, testUsers), store: st, signer: signer}, zap.NewNop())
 	t.Cleanup(func() { _ = s.Destruct() })
 	// What start (app.go) does, without loading from the store: the set is
 	// complete (nothing else writes the store) until long after the test.
-	s.revocations.synced(time.Now().Add(time.Hour))
+	s.revocations.Synced(time.Now().Add(time.Hour))
 	s.running.Store(true)
 	h.shared = s
 	for _, err := range []error{h.provisionIntegration(), h.provisionLaunch(caddy.Context{}), h.provisionRecheck(),

@@ -18,6 +18,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // The integration switch: per tenant, a BMS admin turns SP-initiated
@@ -85,7 +87,7 @@ func (h *Handler) defaultIntegration() integrationState {
 // state (and so per store), so two sites with different stores never see
 // each other's switches.
 type integrationCache struct {
-	store Store
+	store store.Store
 	// fetch makes a burst of misses for one tenant read the store once;
 	// other tenants do not wait for it.
 	fetch   singleflight.Group
@@ -163,11 +165,11 @@ func (c *integrationCache) remember(tenant string, st integrationState) {
 
 func (h *Handler) loadIntegration(ctx context.Context, tenant string) (integrationState, error) {
 	b, err := h.shared.store.Get(ctx, integrationKey(tenant))
-	if lr, ok := h.shared.store.(legacyReader); ok && errors.Is(err, errNotFound) && validTenantID(tenant) {
+	if lr, ok := h.shared.store.(store.LegacyReader); ok && errors.Is(err, store.ErrNotFound) && validTenantID(tenant) {
 		// A switch stored before keys were namespaced per deployment.
-		b, err = lr.getLegacy(ctx, "integration/"+tenant)
+		b, err = lr.GetLegacy(ctx, "integration/"+tenant)
 	}
-	if errors.Is(err, errNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return h.defaultIntegration(), nil
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -20,7 +21,7 @@ import (
 //
 //	logout_path      <path>
 //	upstream_cookies <name>...
-//	store            caddy | redis <url>
+//	store            caddy | redis <url> | <module> [<args>...]
 //
 // How the store behaves when it is down is in docs/store.md.
 type LogoutOptions struct {
@@ -44,22 +45,14 @@ type LogoutOptions struct {
 	UpstreamCookies []string `json:"upstream_cookies,omitempty"`
 
 	// Where the state shared by proxy instances lives (revocations, used
-	// login states and logout-token IDs, the assertion key): `caddy`,
-	// Caddy's configured storage (the file system by default; instances
-	// sharing the folder see each other's revocations within about one
-	// second), or `redis` (see redis_url; revocations reach every instance
-	// at once). Default: `caddy`.
-	Store string `json:"store,omitempty"`
-
-	// The Redis URL when store is `redis`: `redis://[user:password@]host:port/db`
-	// for one server, with `?master_name=NAME&addr=host:port...` for
-	// Sentinel (the host and each addr are sentinels), with
-	// `?addr=host:port...` (or `?cluster=true`) for a Cluster; `rediss://`
-	// for TLS (forms in docs/store.md). Placeholders such as
-	// `{env.K1SSO_REDIS_URL}` are expanded at provision time, so the adapted
-	// JSON keeps the placeholder, not the password. Default: none (required
-	// with `redis`).
-	RedisURL string `json:"redis_url,omitempty"`
+	// login states and logout-token IDs, the assertion key): a store
+	// module of the namespace http.handlers.k1sso.stores, named by
+	// `backend`. `caddy` is Caddy's configured storage (the file system by
+	// default; instances sharing the folder see each other's revocations
+	// within about one second); `redis` takes a `url` (revocations reach
+	// every instance at once). Any other registered store module works
+	// the same way (docs/store.md). Default: `caddy`.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.k1sso.stores inline_key=backend"`
 }
 
 // validCookieName reports whether s is a cookie name (an RFC 6265 token),

@@ -149,7 +149,7 @@ type config struct {
 	scopes       []string
 	lifetime     time.Duration
 	loginTimeout time.Duration
-	store        storeConfig // see store.go
+	store        storeConfig // loaded in Provision (store.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -167,6 +167,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.metrics = provisionMetrics(ctx, h.logger)
 	cfg, err := h.checkOptions(ctx)
 	if err != nil {
+		return err
+	}
+	if cfg.store, err = h.loadStore(ctx); err != nil { // store.go
 		return err
 	}
 	h.key = poolKey(cfg, h.Users)
@@ -304,9 +307,6 @@ func (h *Handler) buildConfig() (*config, error) {
 		if isIdentityHeader(name) {
 			return nil, fmt.Errorf("header: %s is an identity header k1sso sets itself", name)
 		}
-	}
-	if c.store, err = h.buildStoreConfig(expand); err != nil {
-		return nil, err
 	}
 	return c, nil
 }

@@ -100,7 +100,7 @@ func TestTwoInstancesOnRedis(t *testing.T) {
 }
 
 // caddyStoreBound is the documented bound of the caddy store: one poll of
-// the storage folder (caddyStorePoll, 1 s) plus the time of one read.
+// the storage folder (caddystore.PollInterval, 1 s) plus the time of one read.
 const caddyStoreBound = 2 * time.Second
 
 func TestTwoInstancesOnCaddyStorage(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 func TestRevokeRequestTarget(t *testing.T) {
@@ -14,10 +16,10 @@ func TestRevokeRequestTarget(t *testing.T) {
 		kind, value string
 		ok          bool
 	}{
-		{RevokeRequest{Email: " Bob@Acme.example "}, revokeEmail, "bob@acme.example", true},
-		{RevokeRequest{Email: "\u212aate@acme.example"}, revokeEmail, "\u212aate@acme.example", true}, // the Kelvin sign is not k
-		{RevokeRequest{Sub: "k1|bob"}, revokeSub, "k1|bob", true},
-		{RevokeRequest{SID: "s1"}, revokeSID, "s1", true},
+		{RevokeRequest{Email: " Bob@Acme.example "}, store.KindEmail, "bob@acme.example", true},
+		{RevokeRequest{Email: "\u212aate@acme.example"}, store.KindEmail, "\u212aate@acme.example", true}, // the Kelvin sign is not k
+		{RevokeRequest{Sub: "k1|bob"}, store.KindSub, "k1|bob", true},
+		{RevokeRequest{SID: "s1"}, store.KindSID, "s1", true},
 		{RevokeRequest{}, "", "", false},
 		{RevokeRequest{Email: "bob@acme.example", Sub: "x"}, "", "", false},
 		{RevokeRequest{Email: "bob"}, "", "", false},
@@ -37,15 +39,15 @@ func TestEmailRevocation(t *testing.T) {
 		return &c
 	}
 	rs := newRevocationSet()
-	rv := revocation{Kind: revokeEmail, Value: "bob@acme.example", Before: now, Expires: now + 60}
-	if !rv.valid() {
+	rv := store.Revocation{Kind: store.KindEmail, Value: "bob@acme.example", Before: now, Expires: now + 60}
+	if !rv.Valid() {
 		t.Fatal("an email revocation is not valid")
 	}
 	b, _ := json.Marshal(rv)
-	if got, err := parseRevocation(b); err != nil || got != rv {
+	if got, err := store.ParseRevocation(b); err != nil || got != rv {
 		t.Fatalf("stored email revocation does not round-trip: %v %v", got, err)
 	}
-	rs.add(rv)
+	rs.Add(rv)
 	if !rs.matches(mk("bob@acme.example", now-10)) {
 		t.Error("bob's older session survives the email revocation")
 	}

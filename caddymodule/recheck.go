@@ -18,6 +18,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 func init() {
@@ -195,13 +197,13 @@ func (h *Handler) storeTokens(ctx context.Context, id string, expires int64, kt 
 	if ttl <= 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	return h.shared.store.Put(ctx, recheckKey("k1tokens", id), []byte(v), ttl)
 }
 
 func (h *Handler) loadTokens(ctx context.Context, id string) (*keptTokens, error) {
-	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	b, err := h.shared.store.Get(ctx, recheckKey("k1tokens", id))
 	if err != nil {
@@ -209,7 +211,7 @@ func (h *Handler) loadTokens(ctx context.Context, id string) (*keptTokens, error
 	}
 	var kt keptTokens
 	if err := securecookie.DecodeMulti("k1tokens", string(b), &kt, h.shared.rechecks.codecs...); err != nil {
-		return nil, errNotFound // kept under a secret that is gone: as if none
+		return nil, store.ErrNotFound // kept under a secret that is gone: as if none
 	}
 	return &kt, nil
 }
@@ -329,7 +331,7 @@ func (h *Handler) runRecheck(ctx context.Context, j recheckJob) {
 		return
 	}
 	kt, err := h.loadTokens(ctx, j.id)
-	if errors.Is(err, errNotFound) || (err == nil && kt.Refresh == "" && (kt.Access == "" || (kt.AccessExp != 0 && now.Unix() >= kt.AccessExp))) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && kt.Refresh == "" && (kt.Access == "" || (kt.AccessExp != 0 && now.Unix() >= kt.AccessExp))) {
 		j.e.recheck.Store(recheckViaK1)
 		h.metrics.recheck(recheckAtK1)
 		return
@@ -342,7 +344,7 @@ func (h *Handler) runRecheck(ctx context.Context, j recheckJob) {
 	}
 	// One instance per session and interval asks K1.
 	claim := recheckKey("recheck", j.id)
-	cctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	claimed, err := h.shared.store.PutIfAbsent(cctx, claim, []byte{1}, time.Duration(h.recheckEvery)*time.Second*9/10)
 	cancel()
 	if err != nil || !claimed {
@@ -369,7 +371,7 @@ func (h *Handler) runRecheck(ctx context.Context, j recheckJob) {
 	case recheckRevoked:
 		h.revokeSession(ctx, &session{ID: j.id, Subject: j.sub, SID: j.sid, Expires: j.expires})
 		h.logger.Info("recheck", zap.String("outcome", recheckRevoked), zap.String("k1_sub", j.sub), zap.Error(err))
-		cctx, cancel := context.WithTimeout(ctx, redisTimeout)
+		cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		_ = h.shared.store.Put(cctx, recheckKey("k1tokens", j.id), nil, time.Second)
 		cancel()
 	case recheckUnreachable:
@@ -395,7 +397,7 @@ func (h *Handler) retryIn() time.Duration {
 func (h *Handler) recheckLater(j recheckJob, now time.Time) {
 	retry := h.retryIn()
 	j.e.recheck.Store(now.Add(retry).Unix())
-	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	_ = h.shared.store.Put(ctx, recheckKey("recheck", j.id), []byte{1}, max(retry*9/10, time.Second))
 }

@@ -125,7 +125,7 @@ func (h *Handler) keepForm(w http.ResponseWriter, r *http.Request, rq *request) 
 		return false, nil
 	}
 	id := randomID(24)
-	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	if err := h.shared.store.Put(ctx, formKey(id), []byte(v), formTTL); err != nil {
 		h.logger.Warn("keeping a form posted without a session failed", zap.Error(err))
@@ -178,7 +178,7 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request, rq *reques
 	if !claimed {
 		return h.refuse(w, r, http.StatusNotFound, gone)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), redisTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	raw, err := h.shared.store.Get(ctx, formKey(id))
 	var kf keptForm

@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // storeGrace is how long an instance keeps accepting sessions after it last
@@ -52,18 +54,18 @@ func newRevocationSet() *revocationSet {
 		emails: map[string][2]int64{}}
 }
 
-func (s *revocationSet) add(rv revocation) {
-	if !rv.valid() || clockNow().Unix() > rv.Expires {
+func (s *revocationSet) Add(rv store.Revocation) {
+	if !rv.Valid() || clockNow().Unix() > rv.Expires {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch rv.Kind {
-	case revokeID:
+	case store.KindID:
 		s.ids[rv.Value] = max(s.ids[rv.Value], rv.Expires)
-	case revokeSID:
+	case store.KindSID:
 		s.sids[rv.Value] = max(s.sids[rv.Value], rv.Expires)
-	case revokeSub:
+	case store.KindSub:
 		v := s.subs[rv.Value]
 		if rv.K1 {
 			v[2] = max(v[2], rv.Before)
@@ -72,13 +74,13 @@ func (s *revocationSet) add(rv revocation) {
 		}
 		v[1] = max(v[1], rv.Expires)
 		s.subs[rv.Value] = v
-	case revokeEmail:
+	case store.KindEmail:
 		old := s.emails[rv.Value]
 		s.emails[rv.Value] = [2]int64{max(old[0], rv.Before), max(old[1], rv.Expires)}
 	}
 }
 
-func (s *revocationSet) synced(at time.Time) {
+func (s *revocationSet) Synced(at time.Time) {
 	n := at.UnixNano()
 	for {
 		old := s.syncedAt.Load()
@@ -150,24 +152,24 @@ func (s *revocationSet) sweep(now time.Time) {
 // revocation the store refused is kept and retried every second until the
 // store takes it, so it reaches the other instances when the store is back.
 type revoker struct {
-	store  Store
+	store  store.Store
 	set    *revocationSet
 	logger *zap.Logger
 
 	mu      sync.Mutex
-	pending []revocation
+	pending []store.Revocation
 }
 
-func newRevoker(store Store, set *revocationSet, logger *zap.Logger) *revoker {
-	return &revoker{store: store, set: set, logger: logger}
+func newRevoker(st store.Store, set *revocationSet, logger *zap.Logger) *revoker {
+	return &revoker{store: st, set: set, logger: logger}
 }
 
 // revoke ends sessions on this instance now and on every instance through
 // the store. It never fails: when the store is unreachable, the revocation
 // waits for it (see retry).
-func (r *revoker) revoke(ctx context.Context, rv revocation) {
-	r.set.add(rv)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisTimeout)
+func (r *revoker) revoke(ctx context.Context, rv store.Revocation) {
+	r.set.Add(rv)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if err := r.store.Revoke(ctx, rv); err != nil {
 		r.logger.Warn("storing a revocation failed; it holds here and will be retried", zap.String("kind", rv.Kind), zap.Error(err))
@@ -184,12 +186,12 @@ func (r *revoker) retry(ctx context.Context) {
 	r.pending = nil
 	r.mu.Unlock()
 	now := clockNow().Unix()
-	var left []revocation
+	var left []store.Revocation
 	for i, rv := range todo {
 		if now > rv.Expires {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, redisTimeout)
+		cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		err := r.store.Revoke(cctx, rv)
 		cancel()
 		if err != nil {
@@ -211,10 +213,10 @@ func (r *revoker) retry(ctx context.Context) {
 // addPending adds rv to the pending revocations unless one of the same
 // name (the same store key) is there, which then keeps the later expiry:
 // the same logout repeated while the store is down does not grow the list.
-func addPending(pending []revocation, rv revocation) []revocation {
-	n := rv.name()
+func addPending(pending []store.Revocation, rv store.Revocation) []store.Revocation {
+	n := rv.Name()
 	for i := range pending {
-		if pending[i].name() == n {
+		if pending[i].Name() == n {
 			pending[i].Expires = max(pending[i].Expires, rv.Expires)
 			return pending
 		}
@@ -249,16 +251,16 @@ func (r *revoker) load(ctx context.Context) error {
 		return err
 	}
 	for _, rv := range all {
-		r.set.add(rv)
+		r.set.Add(rv)
 	}
-	r.set.synced(start)
+	r.set.Synced(start)
 	return nil
 }
 
 // revokeSession ends one proxy session everywhere.
 func (h *Handler) revokeSession(ctx context.Context, s *session) {
-	h.shared.revoker.revoke(ctx, revocation{Kind: revokeID, Value: s.ID, Expires: s.Expires})
-	h.logger.Info("revocation", zap.String("kind", revokeID), zap.String("k1_sub", s.Subject), sidField(s.SID))
+	h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindID, Value: s.ID, Expires: s.Expires})
+	h.logger.Info("revocation", zap.String("kind", store.KindID), zap.String("k1_sub", s.Subject), sidField(s.SID))
 	h.metrics.sessionsRevoked(1)
 }
 
@@ -279,17 +281,17 @@ func loginRecordKey(kind, value string) string {
 // recordLogin stores the login records of a new session, before its cookie
 // is written.
 func (h *Handler) recordLogin(ctx context.Context, sess *session) error {
-	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if sess.SID != "" {
-		if err := h.shared.store.Extend(ctx, loginRecordKey(revokeSID, sess.SID), sess.Expires); err != nil {
+		if err := h.shared.store.Extend(ctx, loginRecordKey(store.KindSID, sess.SID), sess.Expires); err != nil {
 			return err
 		}
 	}
-	if err := h.shared.store.Extend(ctx, loginRecordKey(revokeSub, sess.Subject), sess.Expires); err != nil {
+	if err := h.shared.store.Extend(ctx, loginRecordKey(store.KindSub, sess.Subject), sess.Expires); err != nil {
 		return err
 	}
-	return h.shared.store.Extend(ctx, loginRecordKey(revokeEmail, sess.Email), sess.Expires)
+	return h.shared.store.Extend(ctx, loginRecordKey(store.KindEmail, sess.Email), sess.Expires)
 }
 
 // revocationUntil is when an operator's revocation (admin API) of a sid,
@@ -302,9 +304,9 @@ func (s *shared) revocationUntil(ctx context.Context, kind, value string, now ti
 		life = s.cfg.lifetime
 	}
 	until := now.Add(life + time.Minute).Unix()
-	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if rec, ok, err := storedTime(ctx, s.store, loginRecordKey(kind, value)); err == nil && ok {
+	if rec, ok, err := store.StoredTime(ctx, s.store, loginRecordKey(kind, value), clockNow()); err == nil && ok {
 		until = max(until, rec)
 	}
 	return until
@@ -317,13 +319,13 @@ func (s *shared) revocationUntil(ctx context.Context, kind, value string, now ti
 // when this deployment never issued a session of that sid or sub that can
 // still be valid; err when the store could not tell (nothing revoked).
 func (h *Handler) revokeK1(ctx context.Context, sid, sub string, before int64) (known bool, err error) {
-	kind, value := revokeSID, sid
+	kind, value := store.KindSID, sid
 	if sid == "" {
-		kind, value = revokeSub, sub
+		kind, value = store.KindSub, sub
 	}
-	rctx, cancel := context.WithTimeout(ctx, redisTimeout)
+	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	until, ok, err := storedTime(rctx, h.shared.store, loginRecordKey(kind, value))
+	until, ok, err := store.StoredTime(rctx, h.shared.store, loginRecordKey(kind, value), clockNow())
 	if err != nil || !ok {
 		return false, err
 	}
@@ -335,12 +337,12 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string, before int64) (
 func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, until int64) {
 	h.metrics.sessionsRevoked(1)
 	if sid != "" {
-		h.shared.revoker.revoke(ctx, revocation{Kind: revokeSID, Value: sid, Expires: until})
-		h.logger.Info("revocation", zap.String("kind", revokeSID), sidField(sid))
+		h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindSID, Value: sid, Expires: until})
+		h.logger.Info("revocation", zap.String("kind", store.KindSID), sidField(sid))
 		return
 	}
-	h.shared.revoker.revoke(ctx, revocation{Kind: revokeSub, Value: sub, Before: before, K1: true, Expires: until})
-	h.logger.Info("revocation", zap.String("kind", revokeSub), zap.String("k1_sub", sub))
+	h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindSub, Value: sub, Before: before, K1: true, Expires: until})
+	h.logger.Info("revocation", zap.String("kind", store.KindSub), zap.String("k1_sub", sub))
 }
 
 // revocationState tells the two reasons a session is refused apart:

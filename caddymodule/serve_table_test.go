@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // What ServeHTTP answers for each kind of session and request, without
@@ -43,7 +45,7 @@ func TestServeHTTPTable(t *testing.T) {
 			post: want{status: http.StatusSeeOther, location: "/.k1sso/tenant?rd=" + replay}},
 		{name: "revoked", path: "/dashboard", session: testSession("bob", "acme"),
 			setup: func(h *Handler, s *session) {
-				h.shared.revocations.add(revocation{Kind: revokeID, Value: s.ID, Expires: s.Expires})
+				h.shared.revocations.Add(store.Revocation{Kind: store.KindID, Value: s.ID, Expires: s.Expires})
 			},
 			nav:  want{status: http.StatusFound, location: "/login"},
 			xhr:  want{status: http.StatusUnauthorized, challenge: true},

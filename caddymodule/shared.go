@@ -10,6 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // sharedPool holds the state that must outlive a config reload: decoded
@@ -32,7 +34,7 @@ type shared struct {
 	lastIssuer atomic.Pointer[string]
 	k1         *k1Client
 	dir        *directory
-	store      Store
+	store      store.Store
 	// revocations is this instance's copy of every revocation, the only
 	// thing the hot path reads; revoker keeps it in sync with store.
 	revocations *revocationSet
@@ -61,19 +63,19 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(cfg.store, storeNamespace(cfg.issuerURL(), cfg.clientID), ctx.Storage(), logger)
+	st, err := openStore(cfg.store, storeNamespace(cfg.issuerURL(), cfg.clientID), ctx, logger)
 	if err != nil {
 		dir.close()
 		return nil, err
 	}
-	return assembleShared(cfg, sharedParts{dir: dir, store: store}, logger), nil
+	return assembleShared(cfg, sharedParts{dir: dir, store: st}, logger), nil
 }
 
 // sharedParts are the parts of the pooled state that live outside the
 // config: newShared opens them, tests hand in their own.
 type sharedParts struct {
 	dir   *directory
-	store Store
+	store store.Store
 	// signer is nil for a state that loads the store's key when it
 	// starts (app.go).
 	signer *assertionSigner

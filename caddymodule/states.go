@@ -7,19 +7,21 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // usedStates makes every login state usable once, on every instance: a state
 // is claimed in memory first (cheap refusal of a replay here) and then in the
 // shared store (refusal of a replay at another instance).
 type usedStates struct {
-	store Store
+	store store.Store
 	mem   *lru.Cache[string, struct{}]
 }
 
-func newUsedStates(store Store) *usedStates {
+func newUsedStates(st store.Store) *usedStates {
 	mem, _ := lru.New[string, struct{}](10_000)
-	return &usedStates{store: store, mem: mem}
+	return &usedStates{store: st, mem: mem}
 }
 
 // claim reports whether state had not been used before, and marks it used

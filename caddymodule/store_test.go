@@ -20,10 +20,10 @@ func TestStoreOptionAdapts(t *testing.T) {
 		return s.Caddyfile(t)
 	}
 	cfg, err := testenv.AdaptCaddyfile(site("store redis {env.K1SSO_TEST_REDIS_URL}"))
-	if err != nil || !strings.Contains(string(cfg), `"store":"redis"`) || !strings.Contains(string(cfg), `"redis_url":"{env.K1SSO_TEST_REDIS_URL}"`) {
+	if err != nil || !strings.Contains(string(cfg), `"store":{"backend":"redis","url":"{env.K1SSO_TEST_REDIS_URL}"}`) {
 		t.Fatalf("store redis: %v %s", err, cfg)
 	}
-	if cfg, err = testenv.AdaptCaddyfile(site("store caddy")); err != nil || !strings.Contains(string(cfg), `"store":"caddy"`) {
+	if cfg, err = testenv.AdaptCaddyfile(site("store caddy")); err != nil || !strings.Contains(string(cfg), `"store":{"backend":"caddy"}`) {
 		t.Fatalf("store caddy: %v %s", err, cfg)
 	}
 	for _, bad := range []string{"store", "store redis", "store memcached", "store caddy extra", "logout_path", "upstream_cookies"} {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/k1sso/k1sso/store"
 )
 
 // Only requests asking for a WebSocket or an event stream are wrapped.
@@ -66,7 +68,7 @@ func TestStreamOver(t *testing.T) {
 	if got := h.streamOver(entry("idle", now.Add(-2*time.Hour), now.Add(time.Hour), now.Add(-31*time.Minute)), now); got != streamIdle {
 		t.Errorf("idle session: %q", got)
 	}
-	h.shared.revocations.add(revocation{Kind: revokeID, Value: "live", Expires: now.Add(time.Hour).Unix()})
+	h.shared.revocations.Add(store.Revocation{Kind: store.KindID, Value: "live", Expires: now.Add(time.Hour).Unix()})
 	if got := h.streamOver(live, now); got != streamRevoked {
 		t.Errorf("revoked session: %q", got)
 	}

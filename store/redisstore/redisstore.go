@@ -1,11 +1,9 @@
-package caddymodule
+package redisstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,20 +12,22 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/k1sso/k1sso/store"
 )
 
-// Redis key layout: every key of a deployment starts with redisPrefix and
-// its namespace (see storeNamespace), as "k1sso:<namespace>:"; revocations
+// Redis key layout: every key of a deployment starts with keyPrefix and
+// its namespace (see store.Options), as "k1sso:<namespace>:"; revocations
 // live under that prefix + "revoked:" and each one is also published on the
 // prefix + "revocations" channel, so every instance learns it at once.
 const (
-	redisPrefix = "k1sso:"
-	// redisTimeout bounds every command; the store is never on the hot path
+	keyPrefix = "k1sso:"
+	// commandTimeout bounds every command; the store is never on the hot path
 	// but logins and logouts wait for it.
-	redisTimeout = 2 * time.Second
-	// redisPing is how often an idle subscription is pinged; each answer
+	commandTimeout = 2 * time.Second
+	// pingInterval is how often an idle subscription is pinged; each answer
 	// proves the instance has seen every revocation published before.
-	redisPing = 500 * time.Millisecond
+	pingInterval = 500 * time.Millisecond
 )
 
 func init() {
@@ -36,126 +36,71 @@ func init() {
 	// when they end), so go-redis's own lines go to Caddy's log at debug
 	// level. The logger is global to go-redis, so this also applies to any
 	// other module of the same Caddy build that uses go-redis.
-	redis.SetLogger(redisLogger{})
+	redis.SetLogger(goRedisLogger{})
 }
 
-// redisLogger sends go-redis's log lines to Caddy's logger at debug level.
-type redisLogger struct{}
+// goRedisLogger sends go-redis's log lines to Caddy's logger at debug level.
+type goRedisLogger struct{}
 
-func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+func (goRedisLogger) Printf(_ context.Context, format string, v ...any) {
 	if ce := caddy.Log().Named("k1sso.redis").Check(zapcore.DebugLevel, "go-redis"); ce != nil {
 		ce.Write(zap.String("message", fmt.Sprintf(format, v...)))
 	}
 }
 
-// redisStore keeps entries in Redis: plain keys with a TTL, SET NX for
+// Store keeps entries in Redis: plain keys with a TTL, SET NX for
 // PutIfAbsent, and pub/sub to push revocations. go-redis reconnects on its
 // own; Watch subscribes again and reloads every revocation after a lost
 // connection, since messages published meanwhile are gone. The client is
-// one server, a Sentinel-managed master or a Cluster (see parseRedisURL).
-type redisStore struct {
+// one server, a Sentinel-managed master or a Cluster (see parseURL).
+type Store struct {
 	c redis.UniversalClient
 	// waitReplica: with Sentinel, a revocation counts as stored only once
 	// a replica has it, so a failover right after it cannot lose it.
 	waitReplica bool
-	prefix      string // redisPrefix + namespace + ":"
+	prefix      string // keyPrefix + namespace + ":"
 	channel     string // where revocations are published
 	logger      *zap.Logger
+	now         func() time.Time
 }
 
-// redisConfig is a parsed redis URL: exactly one of its fields is set.
-type redisConfig struct {
-	single   *redis.Options
-	failover *redis.FailoverOptions
-	cluster  *redis.ClusterOptions
-}
-
-// parseRedisURL reads the three forms of the store URL:
-//
-//	redis://[user:password@]host:port/db                       one server
-//	redis://[user:password@]host:port/db?master_name=NAME&addr=host:port...
-//	                                                           Sentinel: the host and each addr are sentinels
-//	redis://[user:password@]host:port?addr=host:port...        Cluster: seed nodes (or ?cluster=true with one)
-//
-// rediss:// is the same over TLS. It never connects. Errors name the
-// store option and never quote the URL, which may hold a password.
-func parseRedisURL(raw string) (redisConfig, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" || u.Opaque != "" {
-		return redisConfig{}, errors.New("store: the redis URL must be redis://host:port/db or rediss://host:port/db")
-	}
-	q := u.Query()
-	wrap := func(err error) error {
-		return fmt.Errorf("store: redis URL: %s", strings.TrimPrefix(err.Error(), "redis: "))
-	}
-	var rc redisConfig
-	switch {
-	case q.Has("master_name"):
-		if q.Get("master_name") == "" {
-			return rc, errors.New("store: redis URL: master_name is empty")
-		}
-		if q.Has("cluster") {
-			return rc, errors.New("store: redis URL: master_name (Sentinel) and cluster exclude each other")
-		}
-		if rc.failover, err = redis.ParseFailoverURL(raw); err != nil {
-			return rc, wrap(err)
-		}
-	case q.Has("cluster") || q.Has("addr"):
-		if c := q.Get("cluster"); q.Has("cluster") && c != "true" {
-			return rc, fmt.Errorf("store: redis URL: cluster must be true, not %q", c)
-		}
-		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
-			return rc, errors.New("store: redis URL: a Redis Cluster has only database 0")
-		}
-		q.Del("cluster")
-		u.RawQuery, u.Path = q.Encode(), ""
-		if rc.cluster, err = redis.ParseClusterURL(u.String()); err != nil {
-			return rc, wrap(err)
-		}
-	default:
-		if rc.single, err = redis.ParseURL(raw); err != nil {
-			return rc, wrap(err)
-		}
-	}
-	return rc, nil
-}
-
-func newRedisStore(u, ns string, logger *zap.Logger) (*redisStore, error) {
-	rc, err := parseRedisURL(u)
+// New returns the store of opts.Namespace on the Redis of rawURL (see
+// Backend.URL). It does not connect: go-redis does on first use.
+func New(rawURL string, opts store.Options) (*Store, error) {
+	rc, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = zap.NewNop()
-	}
-	prefix := redisPrefix + ns + ":"
-	s := &redisStore{prefix: prefix, channel: prefix + "revocations", logger: logger}
+	opts = opts.WithDefaults()
+	prefix := keyPrefix + opts.Namespace + ":"
+	s := &Store{prefix: prefix, channel: prefix + "revocations", logger: opts.Logger, now: opts.Now}
 	// Short timeouts and one retry: a store that is down must be noticed
 	// within the store grace, not after go-redis's defaults.
 	switch {
 	case rc.failover != nil:
 		o := rc.failover
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, redisTimeout, redisTimeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, commandTimeout, commandTimeout
 		o.MaxRetries, o.DisableIdentity = 1, true
 		s.c, s.waitReplica = redis.NewFailoverClient(o), true
 	case rc.cluster != nil:
 		o := rc.cluster
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, redisTimeout, redisTimeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, commandTimeout, commandTimeout
 		o.MaxRetries, o.DisableIdentity = 1, true
 		s.c = redis.NewClusterClient(o)
 	default:
 		o := rc.single
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, redisTimeout, redisTimeout
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = time.Second, commandTimeout, commandTimeout
 		o.MaxRetries, o.DisableIdentity = 1, true
 		s.c = redis.NewClient(o)
 	}
 	return s, nil
 }
 
-func (s *redisStore) getLegacy(ctx context.Context, key string) ([]byte, error) {
-	b, err := s.c.Get(ctx, redisPrefix+key).Bytes()
+// GetLegacy reads key of the layout before namespaces (k1sso:<key>).
+func (s *Store) GetLegacy(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.c.Get(ctx, keyPrefix+key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, errNotFound
+		return nil, store.ErrNotFound
 	}
 	return b, err
 }
@@ -171,37 +116,42 @@ if v > old then
 end
 return 0`)
 
-func (s *redisStore) Extend(ctx context.Context, key string, until int64) error {
-	if until < clockNow().Unix() {
+// Extend runs extendScript: the later time wins on the server.
+func (s *Store) Extend(ctx context.Context, key string, until int64) error {
+	if until < s.now().Unix() {
 		return nil
 	}
 	return extendScript.Run(ctx, s.c, []string{s.prefix + key}, until).Err()
 }
 
-func (s *redisStore) Get(ctx context.Context, key string) ([]byte, error) {
+// Get returns the value of key, or store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	b, err := s.c.Get(ctx, s.prefix+key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, errNotFound
+		return nil, store.ErrNotFound
 	}
 	return b, err
 }
 
-func (s *redisStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+// Put stores value under key with Redis's TTL (0: none).
+func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	return s.c.Set(ctx, s.prefix+key, value, ttl).Err()
 }
 
-func (s *redisStore) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+// PutIfAbsent is SET NX.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
 	return s.c.SetNX(ctx, s.prefix+key, value, ttl).Result()
 }
 
-func (s *redisStore) Revoke(ctx context.Context, rv revocation) error {
-	b, ttl, ok, err := rv.record()
+// Revoke stores the revocation's key and publishes it.
+func (s *Store) Revoke(ctx context.Context, rv store.Revocation) error {
+	b, ttl, ok, err := rv.Record(s.now())
 	if !ok {
 		return err
 	}
 	// The key first: an instance that (re)subscribes and then lists keys
 	// cannot miss a revocation whose message came before its subscription.
-	key := s.prefix + "revoked:" + rv.name()
+	key := s.prefix + "revoked:" + rv.Name()
 	if !s.waitReplica {
 		if err := s.c.Set(ctx, key, b, ttl).Err(); err != nil {
 			return err
@@ -217,7 +167,7 @@ func (s *redisStore) Revoke(ctx context.Context, rv revocation) error {
 // this connection's writes, so SET, ROLE and WAIT share one connection.
 // Without a connected replica (e.g. after a failover, until the old master
 // is back as a replica) there is nothing to wait for.
-func (s *redisStore) revokeReplicated(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+func (s *Store) revokeReplicated(ctx context.Context, key string, b []byte, ttl time.Duration) error {
 	cn := s.c.(*redis.Client).Conn()
 	defer cn.Close()
 	if err := cn.Set(ctx, key, b, ttl).Err(); err != nil {
@@ -230,7 +180,7 @@ func (s *redisStore) revokeReplicated(ctx context.Context, key string, b []byte,
 	var waitErr error
 	if len(role) >= 3 {
 		if replicas, _ := role[2].([]any); len(replicas) > 0 {
-			n, err := cn.Do(ctx, "WAIT", 1, redisReplicaWait.Milliseconds()).Int64()
+			n, err := cn.Do(ctx, "WAIT", 1, replicaWait.Milliseconds()).Int64()
 			if err != nil {
 				return err
 			}
@@ -247,22 +197,23 @@ func (s *redisStore) revokeReplicated(ctx context.Context, key string, b []byte,
 	return waitErr
 }
 
-// redisReplicaWait bounds how long a revocation waits for a replica (with
+// replicaWait bounds how long a revocation waits for a replica (with
 // Sentinel); a replica on the same network answers in milliseconds.
-const redisReplicaWait = 500 * time.Millisecond
+const replicaWait = 500 * time.Millisecond
 
 // eachShard calls fn with every master of a Cluster, or with the one
 // client otherwise: a key scan on a Cluster must visit every master.
-func (s *redisStore) eachShard(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
+func (s *Store) eachShard(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
 	if cc, ok := s.c.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return fn(ctx, c) })
 	}
 	return fn(ctx, s.c)
 }
 
-func (s *redisStore) Revocations(ctx context.Context) ([]revocation, error) {
+// Revocations scans the revoked: keys of every master.
+func (s *Store) Revocations(ctx context.Context) ([]store.Revocation, error) {
 	var mu sync.Mutex
-	var out []revocation
+	var out []store.Revocation
 	err := s.eachShard(ctx, func(ctx context.Context, c redis.UniversalClient) error {
 		iter := c.Scan(ctx, 0, s.prefix+"revoked:*", 500).Iterator()
 		var keys []string
@@ -288,7 +239,7 @@ func (s *redisStore) Revocations(ctx context.Context) ([]revocation, error) {
 				if err != nil {
 					continue // expired between SCAN and GET
 				}
-				if rv, err := parseRevocation(b); err == nil {
+				if rv, err := store.ParseRevocation(b); err == nil {
 					out = append(out, rv)
 				}
 			}
@@ -317,7 +268,7 @@ func (s *redisStore) Revocations(ctx context.Context) ([]revocation, error) {
 // Watch subscribes to the revocation channel, loads every stored
 // revocation once the subscription is live, then adds each pushed one. A
 // lost connection starts over (subscribe, full load) after a short pause.
-func (s *redisStore) Watch(ctx context.Context, sink revocationSink) {
+func (s *Store) Watch(ctx context.Context, sink store.Sink) {
 	failing := false
 	for ctx.Err() == nil {
 		err := s.watchOnce(ctx, sink, &failing)
@@ -336,11 +287,11 @@ func (s *redisStore) Watch(ctx context.Context, sink revocationSink) {
 	}
 }
 
-func (s *redisStore) watchOnce(ctx context.Context, sink revocationSink, failing *bool) error {
+func (s *Store) watchOnce(ctx context.Context, sink store.Sink, failing *bool) error {
 	ps := s.c.Subscribe(ctx, s.channel)
 	defer ps.Close()
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, redisTimeout)
+		msg, err := ps.ReceiveTimeout(ctx, commandTimeout)
 		if err != nil {
 			return err
 		}
@@ -355,25 +306,25 @@ func (s *redisStore) watchOnce(ctx context.Context, sink revocationSink, failing
 		return err
 	}
 	for _, rv := range all {
-		sink.add(rv)
+		sink.Add(rv)
 	}
-	sink.synced(start)
+	sink.Synced(start)
 	if *failing {
 		s.logger.Info("redis store: revocations in sync again", zap.Int("revocations", len(all)))
 		*failing = false
 	}
 	lastSync, pingSent := start, time.Time{}
 	for {
-		if pingSent.IsZero() && time.Since(lastSync) >= redisPing {
+		if pingSent.IsZero() && time.Since(lastSync) >= pingInterval {
 			pingSent = time.Now()
 			if err := ps.Ping(ctx); err != nil {
 				return err
 			}
 		}
-		if !pingSent.IsZero() && time.Since(pingSent) > redisTimeout {
+		if !pingSent.IsZero() && time.Since(pingSent) > commandTimeout {
 			return errors.New("no answer to ping")
 		}
-		msg, err := ps.ReceiveTimeout(ctx, redisPing)
+		msg, err := ps.ReceiveTimeout(ctx, pingInterval)
 		if err != nil {
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
@@ -383,14 +334,14 @@ func (s *redisStore) watchOnce(ctx context.Context, sink revocationSink, failing
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
-			if rv, err := parseRevocation([]byte(m.Payload)); err == nil {
-				sink.add(rv)
+			if rv, err := store.ParseRevocation([]byte(m.Payload)); err == nil {
+				sink.Add(rv)
 			}
 		case *redis.Pong:
 			// Pub/sub keeps order: every message published before the
 			// ping has been received.
 			if !pingSent.IsZero() {
-				sink.synced(pingSent)
+				sink.Synced(pingSent)
 				lastSync, pingSent = pingSent, time.Time{}
 			}
 		case *redis.Subscription:
@@ -403,31 +354,11 @@ func (s *redisStore) watchOnce(ctx context.Context, sink revocationSink, failing
 	}
 }
 
-func (s *redisStore) Close() error { return s.c.Close() }
+// Close closes the client.
+func (s *Store) Close() error { return s.c.Close() }
 
 // Interface guards
-var _ Store = (*redisStore)(nil)
-
-// redactedURL names a store URL without its passwords (the one in front
-// of the host and a password parameter, as in a Sentinel URL), for
-// messages.
-func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(an unparsable URL)"
-	}
-	hadUser := u.User != nil
-	u.User = nil
-	parts := strings.Split(u.RawQuery, "&")
-	for i, p := range parts {
-		k, _, _ := strings.Cut(p, "=")
-		if strings.Contains(strings.ToLower(k), "password") {
-			parts[i] = k + "=***"
-		}
-	}
-	u.RawQuery = strings.Join(parts, "&")
-	if hadUser {
-		return strings.Replace(u.String(), "://", "://***@", 1)
-	}
-	return u.String()
-}
+var (
+	_ store.Store        = (*Store)(nil)
+	_ store.LegacyReader = (*Store)(nil)
+)

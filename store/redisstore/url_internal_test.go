@@ -1,4 +1,4 @@
-package caddymodule
+package redisstore
 
 import (
 	"strings"
@@ -16,17 +16,17 @@ func TestRedisURLForms(t *testing.T) {
 		{"redis://:pw@10.0.0.1:7000?addr=10.0.0.2:7000&addr=10.0.0.3:7000", "cluster"},
 		{"rediss://10.0.0.1:7000/0?cluster=true", "cluster"},
 	} {
-		rc, err := parseRedisURL(tc.url)
+		rc, err := parseURL(tc.url)
 		got := map[bool]string{rc.single != nil: "single", rc.failover != nil: "failover", rc.cluster != nil: "cluster"}[true]
 		if err != nil || got != tc.want {
 			t.Errorf("%s: %s, %v; want %s", tc.url, got, err, tc.want)
 		}
 	}
-	rc, _ := parseRedisURL("rediss://10.0.0.1:7000?addr=10.0.0.2:7000")
+	rc, _ := parseURL("rediss://10.0.0.1:7000?addr=10.0.0.2:7000")
 	if rc.cluster.TLSConfig == nil || len(rc.cluster.Addrs) != 2 {
 		t.Errorf("rediss cluster: tls %v, addrs %v", rc.cluster.TLSConfig, rc.cluster.Addrs)
 	}
-	rc, _ = parseRedisURL("redis://:sentinel-pw@10.0.0.1:26379/3?master_name=m&password=master-pw")
+	rc, _ = parseURL("redis://:sentinel-pw@10.0.0.1:26379/3?master_name=m&password=master-pw")
 	if rc.failover.SentinelPassword != "sentinel-pw" || rc.failover.Password != "master-pw" || rc.failover.DB != 3 || rc.failover.MasterName != "m" {
 		t.Errorf("sentinel credentials: %+v", rc.failover)
 	}
@@ -44,7 +44,7 @@ func TestRedisURLForms(t *testing.T) {
 		{"redis://:s3cret@127.0.0.1:7000?cluster=yes", "cluster must be true"},
 		{"redis://:s3cret@127.0.0.1:7000?addr=127.0.0.1:7001&bogus=1", "unexpected option: bogus"},
 	} {
-		_, err := parseRedisURL(tc.url)
+		_, err := parseURL(tc.url)
 		if err == nil || !strings.HasPrefix(err.Error(), "store: ") || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("%s: error %v; want one starting with store:, saying %q, without the password", tc.url, err, tc.want)
 		}
@@ -55,8 +55,8 @@ func TestRedisURLForms(t *testing.T) {
 		"redis://u:s3cret@10.0.0.1:26379/0?master_name=m&password=s3cret&addr=x:1": "redis://***@10.0.0.1:26379/0?master_name=m&password=***&addr=x:1",
 		"rediss://10.0.0.1:7000?addr=10.0.0.2:7000":                                "rediss://10.0.0.1:7000?addr=10.0.0.2:7000",
 	} {
-		if got := redactedURL(in); got != want {
-			t.Errorf("redactedURL: %s, want %s", got, want)
+		if got := RedactedURL(in); got != want {
+			t.Errorf("RedactedURL: %s, want %s", got, want)
 		}
 	}
 }
