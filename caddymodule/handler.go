@@ -43,7 +43,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	sentCookie := e == nil && h.Enforce && cookieValue(r, cookieName(sessionCookie, secure)) != ""
-	var renew *session // idle.go: the session's cookie to re-issue
+	var renew *renewal // idle.go: the session's cookie to re-issue
 	if e != nil && !revoked {
 		renew = h.touch(r, e, now)
 	}

@@ -21,7 +21,10 @@ import (
 // The re-issued cookie is added to the cache as the same entry, so the old
 // cookie (still sent by requests already on their way) and the new one
 // share it: no second decryption, and a stream opened with the old cookie
-// sees the uses made with the new one.
+// sees the uses made with the new one. At the next re-issue every key the
+// entry gained before, other than the cookie of that request, leaves the
+// cache: an entry has at most two keys however long the session lives, so
+// re-issues do not crowd other sessions out of the bounded cache.
 
 // idleOver reports whether the session went unused for the idle timeout.
 func (h *Handler) idleOver(e *sessionEntry, now time.Time) bool {
@@ -34,7 +37,7 @@ func (h *Handler) idleOver(e *sessionEntry, now time.Time) bool {
 // concurrent requests, the one that moves the entry's time gets it; the
 // others carry the session as it is. It reads the cookie, so it runs before
 // k1sso's cookies are dropped from the request.
-func (h *Handler) touch(r *http.Request, e *sessionEntry, now time.Time) *session {
+func (h *Handler) touch(r *http.Request, e *sessionEntry, now time.Time) *renewal {
 	if h.idle == 0 {
 		return nil
 	}
@@ -42,20 +45,34 @@ func (h *Handler) touch(r *http.Request, e *sessionEntry, now time.Time) *sessio
 	if now.Unix()-int64(last) < int64(h.touchEvery/time.Second) || !e.used.CompareAndSwap(last, uint32(now.Unix())) {
 		return nil
 	}
-	sess := h.shared.fullSession(r, h.secure(r))
+	secure := h.secure(r)
+	sess := h.shared.fullSession(r, secure)
 	if sess == nil || sess.ID != e.s.ID() {
 		return nil
 	}
 	sess.Used = now.Unix()
-	return sess
+	return &renewal{sess: sess, from: keyOf(readChunked(r, cookieName(sessionCookie, secure)))}
 }
 
-// reissue sets the session cookie with the new time of use, and caches the
-// new cookie as the same entry. sess nil: nothing to do.
-func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntry, sess *session) {
-	if sess == nil {
+// renewal is a session due for a new cookie: the session with its new time
+// of use, and the cache key of the cookie the request carried.
+type renewal struct {
+	sess *session
+	from cacheKey
+}
+
+// reissueKeys are the cache keys a re-issue gave an entry: the cookie the
+// request carried and the new one.
+type reissueKeys [2]cacheKey
+
+// reissue sets the session cookie with the new time of use, caches the new
+// cookie as the same entry and drops the keys of an earlier re-issue that
+// this request's cookie is not. rn nil: nothing to do.
+func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntry, rn *renewal) {
+	if rn == nil {
 		return
 	}
+	sess := rn.sess
 	secure := h.secure(r)
 	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
 	if err == nil {
@@ -67,7 +84,15 @@ func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, e *sessionEntr
 		}
 		return
 	}
-	h.shared.sessions.Add(keyOf(v), e)
+	to := keyOf(v)
+	h.shared.sessions.Add(to, e)
+	if old := e.reissued.Swap(&reissueKeys{rn.from, to}); old != nil {
+		for _, k := range old {
+			if k != rn.from && k != to {
+				h.shared.sessions.Remove(k)
+			}
+		}
+	}
 }
 
 // lookup is the request's session unless it is over by the idle timeout.
