@@ -69,7 +69,7 @@ func (s *Server) handlePassword(w http.ResponseWriter, r *http.Request) {
 		fail("Wrong username, company or password.")
 		return
 	}
-	if s.disabled(u.Subject()) {
+	if s.sessions.isDisabled(u.Subject()) {
 		slog.Info("k1dev: login refused: user disabled", "username", username)
 		fail("This account is disabled.")
 		return
@@ -138,7 +138,7 @@ func (s *Server) handleCode(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, http.StatusBadRequest, "This login request has expired. Start again from the application.")
 		return
 	}
-	s.completeRequest(ar, sess)
+	s.storage.complete(ar, sess)
 	http.Redirect(w, r, s.callbackURL(r, ar.id), http.StatusSeeOther)
 }
 

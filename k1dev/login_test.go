@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/oauth2"
@@ -239,4 +240,44 @@ func resolveRef(base, ref string) string {
 		return ref
 	}
 	return r.String()
+}
+
+// TestReloginDuringSilentLogins re-logs a browser in (prompt=login, which
+// renews its K1 session's auth time) while the same browser's silent
+// logins with max_age read that auth time, under -race: the browser
+// session's state is read and written under its own lock only.
+func TestReloginDuringSilentLogins(t *testing.T) {
+	e := newEnv(t, true)
+	c, _, _ := e.login(t, "alice", "Acme MSP", "alice-pass")
+	const n = 15
+	errs := make(chan error, 2*n)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range n {
+			resp, err := e.k1.Login(c, e.authURL(newFlow(), oauth2.SetAuthURLParam("prompt", "login")), "alice", "Acme MSP", "alice-pass")
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs <- err
+		}
+	})
+	wg.Go(func() {
+		for range n {
+			resp, err := c.Get(e.authURL(newFlow(), oauth2.SetAuthURLParam("max_age", "3600")))
+			if err == nil {
+				resp.Body.Close()
+				if !strings.HasPrefix(resp.Request.URL.String(), e.conf.RedirectURL) || resp.Request.URL.Query().Get("code") == "" {
+					err = fmt.Errorf("silent login ended at %s", resp.Request.URL)
+				}
+			}
+			errs <- err
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
 }

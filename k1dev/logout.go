@@ -52,10 +52,8 @@ func originFor(registered, usedRedirect string) string {
 func (s *Server) frontchannelFrames(sessions []*session) []string {
 	var frames []string
 	seen := map[string]bool{}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, sess := range sessions {
-		for _, cl := range sess.clients {
+		for _, cl := range s.sessions.clientsOf(sess) {
 			c := s.cfg.client(cl.clientID)
 			if c == nil || c.FrontchannelLogoutURI == "" {
 				continue
@@ -83,13 +81,12 @@ func (s *Server) frontchannelFrames(sessions []*session) []string {
 func (s *Server) endSessions(sessions []*session) error {
 	var deliveries []delivery
 	seen := map[delivery]bool{}
-	s.mu.Lock()
 	for _, sess := range sessions {
-		if s.sessions[sess.id] != sess {
+		clients, ok := s.sessions.end(sess)
+		if !ok {
 			continue // already ended
 		}
-		delete(s.sessions, sess.id)
-		for _, cl := range sess.clients {
+		for _, cl := range clients {
 			c := s.cfg.client(cl.clientID)
 			if c == nil || c.BackchannelLogoutURI == "" {
 				continue
@@ -100,9 +97,8 @@ func (s *Server) endSessions(sessions []*session) error {
 				deliveries = append(deliveries, d)
 			}
 		}
-		slog.Info("k1dev: session ended", "username", sess.username, "clients", len(sess.clients))
+		slog.Info("k1dev: session ended", "username", sess.username, "clients", len(clients))
 	}
-	s.mu.Unlock()
 
 	var (
 		wg   sync.WaitGroup
@@ -165,15 +161,7 @@ func (s *Server) sendLogoutToken(d delivery) error {
 // logouts (for tests: "a logout at K1"). It returns the deliveries that
 // failed (the sessions end regardless).
 func (s *Server) EndSessions(username string) error {
-	s.mu.Lock()
-	var ended []*session
-	for _, sess := range s.sessions {
-		if sess.username == username {
-			ended = append(ended, sess)
-		}
-	}
-	s.mu.Unlock()
-	return s.endSessions(ended)
+	return s.endSessions(s.sessions.matching(func(sess *session) bool { return sess.username == username }))
 }
 
 // endSessionRequest ends the sessions of an end_session request — the
@@ -186,13 +174,8 @@ func (s *Server) endSessionRequest(ctx context.Context, req *op.EndSessionReques
 		ended = append(ended, sess)
 	}
 	if req.IDTokenHintClaims != nil && req.IDTokenHintClaims.SessionID != "" {
-		s.mu.Lock()
-		for _, sess := range s.sessions {
-			if sess.sid == req.IDTokenHintClaims.SessionID {
-				ended = append(ended, sess)
-			}
-		}
-		s.mu.Unlock()
+		sid := req.IDTokenHintClaims.SessionID
+		ended = append(ended, s.sessions.matching(func(sess *session) bool { return sess.sid == sid })...)
 	}
 	frames := s.frontchannelFrames(ended)
 	_ = s.endSessions(ended) // logged; the browser's logout goes on

@@ -53,7 +53,7 @@ func requestSID(req any) string {
 // new refresh token, for a code exchange that asked for offline_access or
 // for a refresh grant (which retires current).
 func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
-	if s.srv.disabled(req.GetSubject()) {
+	if s.sessions.isDisabled(req.GetSubject()) {
 		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the user is disabled")
 	}
 	rt := &refreshToken{subject: req.GetSubject(), scopes: slices.Clone(req.GetScopes()), sid: requestSID(req),
@@ -97,10 +97,10 @@ func (s *storage) TokenRequestByRefreshToken(_ context.Context, token string) (o
 	switch {
 	case !ok || time.Now().After(rt.expires):
 		return nil, op.ErrInvalidRefreshToken
-	case s.srv.disabled(rt.subject):
+	case s.sessions.isDisabled(rt.subject):
 		slog.Info("k1dev: refresh refused: user disabled", "sub", rt.subject)
 		return nil, op.ErrInvalidRefreshToken
-	case rt.sid != "" && !s.srv.sessionLives(rt.sid):
+	case rt.sid != "" && !s.sessions.lives(rt.sid):
 		slog.Info("k1dev: refresh refused: K1 session ended", "sub", rt.subject)
 		return nil, op.ErrInvalidRefreshToken
 	}
@@ -116,25 +116,6 @@ func (s *storage) GetRefreshTokenInfo(_ context.Context, clientID, token string)
 		return "", "", op.ErrInvalidRefreshToken
 	}
 	return rt.subject, token, nil
-}
-
-// sessionLives reports whether a K1 session with this sid still exists.
-func (s *Server) sessionLives(sid string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, sess := range s.sessions {
-		if sess.sid == sid {
-			return true
-		}
-	}
-	return false
-}
-
-// disabled reports whether the user of a sub claim was disabled.
-func (s *Server) disabled(sub string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.disabledSubs[sub]
 }
 
 // DisableUser disables a user, as a K1 administrator deprovisioning an
@@ -155,21 +136,7 @@ func (s *Server) setDisabled(username string, off bool) error {
 	if u == nil {
 		return fmt.Errorf("user %q: %w", username, errNotFound)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.disabledSubs == nil {
-		s.disabledSubs = map[string]bool{}
-	}
-	if !off {
-		delete(s.disabledSubs, u.Subject())
-		return nil
-	}
-	s.disabledSubs[u.Subject()] = true
-	for id, sess := range s.sessions {
-		if sess.username == u.Username {
-			delete(s.sessions, id)
-		}
-	}
+	s.sessions.setDisabled(u, off)
 	return nil
 }
 

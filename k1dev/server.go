@@ -13,6 +13,7 @@
 package k1dev
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -38,14 +39,17 @@ type Server struct {
 	mux      *http.ServeMux
 	http     *http.Client // back-channel logout deliveries
 
+	// sessions are the K1 browser sessions and disabled users; the
+	// storage asks them, never the Server.
+	sessions *browserSessions
+
+	// mu guards the login steps, lockouts, logged-out pages and landing
+	// pages; it is never held while the sessions' or storage's lock is.
 	mu          sync.Mutex
-	sessions    map[string]*session // by cookie value
 	loginTxs    map[string]*loginTx
 	failures    map[string]int       // wrong codes in a row, by username
 	lockedUntil map[string]time.Time // by username
 	loggedOut   map[string]*loggedOutPage
-	// disabledSubs are the users an administrator disabled (refresh.go).
-	disabledSubs map[string]bool
 }
 
 // New returns a Server for issuer (e.g. "http://127.0.0.1:9000"; http is
@@ -70,7 +74,7 @@ func New(issuer string, cfg *Config, opts ...Option) (*Server, error) {
 		secure:      iu.Scheme == "https",
 		cfg:         cfg,
 		http:        &http.Client{Timeout: deliveryTimeout},
-		sessions:    map[string]*session{},
+		sessions:    newBrowserSessions(),
 		loginTxs:    map[string]*loginTx{},
 		failures:    map[string]int{},
 		lockedUntil: map[string]time.Time{},
@@ -82,7 +86,7 @@ func New(issuer string, cfg *Config, opts ...Option) (*Server, error) {
 	if err := s.keys.rotate(); err != nil {
 		return nil, err
 	}
-	s.storage = newStorage(s)
+	s.storage = newStorage(cfg, &s.keys, s.sessions)
 	var cryptoKey [32]byte
 	if _, err := rand.Read(cryptoKey[:]); err != nil {
 		return nil, fmt.Errorf("generating crypto key: %w", err)
@@ -100,12 +104,28 @@ func New(issuer string, cfg *Config, opts ...Option) (*Server, error) {
 	if iu.Scheme == "http" {
 		opOpts = append(opOpts, op.WithAllowInsecure())
 	}
-	s.provider, err = op.NewProvider(opCfg, s.storage, op.StaticIssuer(issuer), opOpts...)
+	s.provider, err = op.NewProvider(opCfg, opStorage{s.storage, s}, op.StaticIssuer(issuer), opOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating provider: %w", err)
 	}
 	s.routes()
 	return s, nil
+}
+
+// opStorage is the op.Storage the provider gets: the token storage, with
+// end_session answered by the Server, as it ends browser sessions, lists
+// front-channel iframes and posts back-channel logouts.
+type opStorage struct {
+	*storage
+	srv *Server
+}
+
+var _ op.CanTerminateSessionFromRequest = opStorage{}
+
+// TerminateSessionFromRequest ends the K1 session(s) of an end_session
+// request and returns where to send the browser.
+func (o opStorage) TerminateSessionFromRequest(ctx context.Context, req *op.EndSessionRequest) (string, error) {
+	return o.srv.endSessionRequest(ctx, req), nil
 }
 
 // Issuer is the issuer the Server publishes in its discovery document (a

@@ -65,9 +65,16 @@ type accessToken struct {
 	expires  time.Time
 }
 
-// storage implements op.Storage in memory on top of the Server.
+// storage implements op.Storage in memory: it owns the authorization
+// requests, codes, access and refresh tokens. Users and clients come from
+// the (read-only) config, keys from the key ring; the browser sessions
+// belong to the Server, and the storage only asks them whether a user is
+// disabled or a K1 session lives, and records the client logins it
+// completes. Ending sessions at end_session is the Server's (opStorage).
 type storage struct {
-	srv *Server
+	cfg      *Config
+	keys     *keyRing
+	sessions *browserSessions
 
 	mu       sync.Mutex
 	requests map[string]*authRequest
@@ -77,14 +84,15 @@ type storage struct {
 }
 
 var (
-	_ op.Storage                        = (*storage)(nil)
-	_ op.CanSetUserinfoFromRequest      = (*storage)(nil)
-	_ op.CanTerminateSessionFromRequest = (*storage)(nil)
+	_ op.Storage                   = (*storage)(nil)
+	_ op.CanSetUserinfoFromRequest = (*storage)(nil)
 )
 
-func newStorage(srv *Server) *storage {
+func newStorage(cfg *Config, keys *keyRing, sessions *browserSessions) *storage {
 	return &storage{
-		srv:      srv,
+		cfg:      cfg,
+		keys:     keys,
+		sessions: sessions,
 		requests: map[string]*authRequest{},
 		codes:    map[string]string{},
 		tokens:   map[string]*accessToken{},
@@ -126,17 +134,33 @@ func (s *storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 		promptLogin = promptLogin || p == oidc.PromptLogin
 	}
 	sess := sessionFromContext(ctx)
-	usable := sess != nil && !promptLogin && sess.freshEnough(ar.maxAge, time.Now())
+	usable := sess != nil && !promptLogin && s.sessions.fresh(sess, ar.maxAge, time.Now())
 	if promptNone && !usable {
 		return nil, oidc.ErrLoginRequired()
 	}
 	if usable {
-		s.srv.completeRequest(ar, sess)
+		s.complete(ar, sess)
 	}
 	s.mu.Lock()
 	s.requests[ar.id] = ar
 	s.mu.Unlock()
 	return ar, nil
+}
+
+// complete marks ar as authenticated by sess and records the client login
+// in the session. The session learns of the client first: a logout between
+// the two steps then still reaches the client, as before the request was
+// completed.
+func (s *storage) complete(ar *authRequest, sess *session) {
+	authTime := s.sessions.recordLogin(sess, ar.clientID, ar.redirectURI)
+	// The op reads ar after fetching it under s.mu; write under it too.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ar.done = true
+	ar.username = sess.username
+	ar.subject = "k1|" + sess.username
+	ar.authTime = authTime
+	ar.sid = sess.sid
 }
 
 func (s *storage) request(id string) (*authRequest, error) {
@@ -200,15 +224,9 @@ func (s *storage) CreateAccessToken(_ context.Context, req op.TokenRequest) (str
 	return id, t.expires, nil
 }
 
-// TerminateSession implements op.Storage (unused: TerminateSessionFromRequest
-// is preferred by the op).
+// TerminateSession implements op.Storage (unused: the op prefers
+// opStorage.TerminateSessionFromRequest).
 func (s *storage) TerminateSession(context.Context, string, string) error { return nil }
-
-// TerminateSessionFromRequest ends the K1 session(s) of an end_session
-// request and returns where to send the browser.
-func (s *storage) TerminateSessionFromRequest(ctx context.Context, req *op.EndSessionRequest) (string, error) {
-	return s.srv.endSessionRequest(ctx, req), nil
-}
 
 // RevokeToken implements op.Storage.
 func (s *storage) RevokeToken(_ context.Context, token, _, clientID string) *oidc.Error {
@@ -222,7 +240,7 @@ func (s *storage) RevokeToken(_ context.Context, token, _, clientID string) *oid
 
 // SigningKey implements op.Storage: the newest key.
 func (s *storage) SigningKey(context.Context) (op.SigningKey, error) {
-	return s.srv.keys.current(), nil
+	return s.keys.current(), nil
 }
 
 // SignatureAlgorithms implements op.Storage.
@@ -232,12 +250,12 @@ func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorith
 
 // KeySet implements op.Storage: every key ever used, newest first.
 func (s *storage) KeySet(context.Context) ([]op.Key, error) {
-	return s.srv.keys.public(), nil
+	return s.keys.public(), nil
 }
 
 // GetClientByClientID implements op.Storage.
 func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, error) {
-	c := s.srv.cfg.client(id)
+	c := s.cfg.client(id)
 	if c == nil {
 		return nil, fmt.Errorf("client %q: %w", id, errNotFound)
 	}
@@ -246,7 +264,7 @@ func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, 
 
 // AuthorizeClientIDSecret implements op.Storage.
 func (s *storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) error {
-	c := s.srv.cfg.client(id)
+	c := s.cfg.client(id)
 	if c == nil || subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
 		return errors.New("wrong client id or secret")
 	}
@@ -278,7 +296,7 @@ func (s *storage) SetUserinfoFromToken(_ context.Context, info *oidc.UserInfo, t
 	if !ok || time.Now().After(t.expires) {
 		return errors.New("token is invalid or expired")
 	}
-	if s.srv.disabled(t.subject) {
+	if s.sessions.isDisabled(t.subject) {
 		return errors.New("user is disabled")
 	}
 	return s.setUserinfo(info, t.subject, t.scopes)
@@ -286,7 +304,7 @@ func (s *storage) SetUserinfoFromToken(_ context.Context, info *oidc.UserInfo, t
 
 // setUserinfo fills the claims of subject for scopes.
 func (s *storage) setUserinfo(info *oidc.UserInfo, subject string, scopes []string) error {
-	u := s.srv.userBySubject(subject)
+	u := s.cfg.userBySubject(subject)
 	if u == nil {
 		return errors.New("user not found")
 	}

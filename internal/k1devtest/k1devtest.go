@@ -34,6 +34,8 @@ type Instance struct {
 	// Config is the configuration it started with; the server holds its own
 	// copy, so changing this afterwards has no effect.
 	Config *k1dev.Config
+
+	hs *http.Server // nil for an Instance built by hand
 }
 
 // code returns username's current TOTP code.
@@ -54,23 +56,42 @@ func (i *Instance) code(username string) (string, error) {
 // test ends.
 func Start(tb testing.TB, cfg *k1dev.Config, opts ...k1dev.Option) *Instance {
 	tb.Helper()
+	i, err := Serve(cfg, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = i.Close() })
+	return i
+}
+
+// Serve is Start for a program that is not a test (bench/cmd/loadbench):
+// it runs k1dev on a free 127.0.0.1 port until Close.
+func Serve(cfg *k1dev.Config, opts ...k1dev.Option) (*Instance, error) {
 	if cfg == nil {
 		cfg = k1dev.DefaultConfig()
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatalf("k1devtest: listening: %v", err)
+		return nil, fmt.Errorf("k1devtest: listening: %w", err)
 	}
 	u := "http://" + l.Addr().String()
 	srv, err := k1dev.New(u, cfg, opts...)
 	if err != nil {
 		l.Close()
-		tb.Fatalf("k1devtest: starting k1dev: %v", err)
+		return nil, fmt.Errorf("k1devtest: starting k1dev: %w", err)
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(l) }()
-	tb.Cleanup(func() { _ = hs.Close() })
-	return &Instance{URL: u, Server: srv, Config: cfg}
+	return &Instance{URL: u, Server: srv, Config: cfg, hs: hs}, nil
+}
+
+// Close stops a k1dev that Start or Serve runs; it does nothing for an
+// Instance built by hand.
+func (i *Instance) Close() error {
+	if i.hs == nil {
+		return nil
+	}
+	return i.hs.Close()
 }
 
 // NewClient returns an HTTP client with a cookie jar that follows redirects

@@ -28,3 +28,28 @@ func TestLoginTwiceAndWrongPassword(t *testing.T) {
 		t.Fatalf("wrong password: err = %v", err)
 	}
 }
+
+func TestServeOutsideATestAndClose(t *testing.T) {
+	k1, err := Serve(nil)
+	if err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	resp, err := k1.Login(NewClient(), k1.URL+"/", "alice", "Acme MSP", "alice-pass")
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/" {
+		t.Fatalf("ended at %s with status %d", resp.Request.URL, resp.StatusCode)
+	}
+	if err := k1.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if resp, err := NewClient().Get(k1.URL + "/"); err == nil {
+		resp.Body.Close()
+		t.Fatal("k1dev still answers after Close")
+	}
+	if err := (&Instance{}).Close(); err != nil {
+		t.Fatalf("closing an Instance built by hand: %v", err)
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,9 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/k1sso/k1sso/internal/k1devtest"
-	"github.com/k1sso/k1sso/k1dev"
 )
 
 // newClient is a browser without JavaScript: a cookie jar of its own and
@@ -21,11 +17,7 @@ func newClient() *http.Client {
 	return &http.Client{Jar: jar, Timeout: 30 * time.Second}
 }
 
-// get fetches a page and reads its body.
-func get(c *http.Client, u string) (*http.Response, []byte, error) {
-	return read(c.Get(u))
-}
-
+// read reads a response's body (at most 1 MiB) and closes it.
 func read(resp *http.Response, err error) (*http.Response, []byte, error) {
 	if err != nil {
 		return nil, nil, err
@@ -35,52 +27,15 @@ func read(resp *http.Response, err error) (*http.Response, []byte, error) {
 	return resp, body, err
 }
 
-// login drives k1dev's two forms (username, company, password; then the
-// current TOTP code) starting at startURL, a proxy's login address, and
-// follows the redirects back. It returns the final page's status and body.
-func login(srv *k1dev.Server, c *http.Client, startURL, user, company, pass string) (int, []byte, error) {
-	resp, body, err := get(c, startURL)
+// login logs bob in with c through k1dev's two forms, starting at
+// startURL, a proxy's login address (k1devtest's Login: the same forms the
+// tests drive), and returns the final page's status and body.
+func (b *bench) login(c *http.Client, startURL string) (int, []byte, error) {
+	resp, body, err := read(b.k1.Login(c, startURL, "bob", "Acme MSP", "bob-pass"))
 	if err != nil {
 		return 0, nil, err
-	}
-	f := k1devtest.FindForm(body, "username")
-	if f == nil {
-		return 0, nil, fmt.Errorf("no K1 login form at %s (status %d)", resp.Request.URL, resp.StatusCode)
-	}
-	fields := f.Fields()
-	fields.Set("username", user)
-	fields.Set("company", company)
-	fields.Set("password", pass)
-	resp, body, err = read(c.PostForm(resolve(resp, f.Action()), fields))
-	if err != nil {
-		return 0, nil, err
-	}
-	f = k1devtest.FindForm(body, "code")
-	if f == nil {
-		return 0, nil, fmt.Errorf("password step failed (status %d)", resp.StatusCode)
-	}
-	code, err := srv.TOTP(user)
-	if err != nil {
-		return 0, nil, err
-	}
-	fields = f.Fields()
-	fields.Set("code", code)
-	resp, body, err = read(c.PostForm(resolve(resp, f.Action()), fields))
-	if err != nil {
-		return 0, nil, err
-	}
-	if k1devtest.FindForm(body, "code") != nil {
-		return 0, nil, errors.New("code step failed")
 	}
 	return resp.StatusCode, body, nil
-}
-
-func resolve(resp *http.Response, action string) string {
-	u, err := resp.Request.URL.Parse(action)
-	if err != nil {
-		return action
-	}
-	return u.String()
 }
 
 // cookieHeader joins the jar's cookies for base whose names keep(name)

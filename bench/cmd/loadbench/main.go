@@ -29,7 +29,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +36,6 @@ import (
 	"time"
 
 	"github.com/k1sso/k1sso/caddymodule"
-	"github.com/k1sso/k1sso/k1dev"
 )
 
 // upstreamMarker starts the upstream's body, so checks can tell it from
@@ -76,7 +74,8 @@ func main() {
 	}
 }
 
-// setup is one proxy configuration under test.
+// setup is a started proxy configuration (a row of setupTable, or the
+// scale run's Caddy): where it listens, its session and its results.
 type setup struct {
 	key, name string
 	url       string
@@ -117,244 +116,87 @@ func run() error {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() { <-sig; stopAll(); os.Exit(130) }()
 
-	for _, b := range []string{*caddyBin, *o2pBin} {
-		if _, err := os.Stat(b); err != nil {
-			return fmt.Errorf("missing %s (scripts/bench.sh builds it): %w", b, err)
-		}
-	}
-	wrkPath, err := lookPath(*wrkBin)
+	order, err := mainOrder()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "k1sso-bench-")
+	b, err := newBench()
+	if b != nil {
+		defer b.close()
+	}
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	upURL, err := startUpstream()
+	setups, err := b.startSetups(order)
 	if err != nil {
 		return err
-	}
-	k1URL, k1srv, err := startK1dev()
-	if err != nil {
-		return err
-	}
-	users := filepath.Join(dir, "users.csv")
-	if err := os.WriteFile(users, []byte("email,bms_user,tenant,tenant_name,roles\nbob@acme.example,bob,acme,Acme,\n"), 0o600); err != nil {
-		return err
-	}
-	cookieSecret := randHex(32) // 64 bytes of text
-	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg-config"), "XDG_DATA_HOME=" + filepath.Join(dir, "xdg-data")}
-
-	addrs := map[string]string{}
-	for _, k := range []string{"a", "b", "B", "c", "d", "h", "o2pc", "admin", "s", "sadmin"} {
-		if addrs[k], err = freeAddr(); err != nil {
-			return err
-		}
-	}
-	upHost := strings.TrimPrefix(upURL, "http://")
-	global := func(name string) string {
-		admin := "admin off"
-		if name == "b" && *profile != "" {
-			admin = "admin " + addrs["admin"]
-		}
-		if name == "s" { // its Go heap figures come from /debug/vars
-			admin = "admin " + addrs["sadmin"]
-		}
-		return fmt.Sprintf("{\n\t"+admin+"\n\tauto_https off\n\tpersist_config off\n\tstorage file_system %s\n}\n", filepath.Join(dir, "storage-"+name))
-	}
-	k1ssoSite := func(k string) string {
-		return global(k) + fmt.Sprintf(`http://%s {
-	k1sso {
-		issuer %s
-		client_id bms-proxy
-		client_secret bms-proxy-secret
-		cookie_secret %s
-		users %s
-		enforce
-%s	}
-	reverse_proxy %s
-}
-`, addrs[k], k1URL, cookieSecret, users, extraK1ssoLines(*k1ssoOpts), upHost)
-	}
-	caddyfiles := map[string]string{
-		"a": global("a") + fmt.Sprintf("http://%s {\n\treverse_proxy %s\n}\n", addrs["a"], upHost),
-		"b": k1ssoSite("b"),
-		// (h), on request only (-only abh): bare Caddy setting six static
-		// headers the size of k1sso's identity headers, to tell Caddy's
-		// cost of forwarding them from k1sso's own work.
-		"h": global("h") + fmt.Sprintf(`http://%s {
-	reverse_proxy %s {
-		header_up X-K1-Email bob@acme.example
-		header_up X-K1-Subject %s
-		header_up X-BMS-User bob
-		header_up X-BMS-Tenant acme
-		header_up X-BMS-Roles none
-		header_up X-K1-Assertion %s
-	}
-}
-`, addrs["h"], upHost, strings.Repeat("s", 36), strings.Repeat("A", 372)),
-		"B": k1ssoSite("B"),
-		"s": k1ssoSite("s"),
-		"c": global("c") + fmt.Sprintf(`http://%s {
-	handle /oauth2/* {
-		reverse_proxy %s
-	}
-	handle {
-		forward_auth %s {
-			uri /oauth2/auth
-			copy_headers X-Auth-Request-User X-Auth-Request-Email
-		}
-		reverse_proxy %s
-	}
-}
-`, addrs["c"], addrs["o2pc"], addrs["o2pc"], upHost),
-	}
-	startBin := func(key, bin string, extraEnv ...string) (*proc, error) {
-		path := filepath.Join(dir, "Caddyfile."+key)
-		if err := os.WriteFile(path, []byte(caddyfiles[key]), 0o600); err != nil {
-			return nil, err
-		}
-		p, err := startProc(dir, "caddy-"+key, addrs[key], append(env, extraEnv...), bin, "run", "--config", path, "--adapter", "caddyfile")
-		if err != nil {
-			return nil, err
-		}
-		return track(p), nil
-	}
-	start := func(key string, extraEnv ...string) (*proc, error) {
-		if key == "B" {
-			return startBin(key, *baseline, extraEnv...)
-		}
-		return startBin(key, *caddyBin, extraEnv...)
-	}
-	o2p := func(name, listen, redirect string, extra ...string) (*proc, error) {
-		args := append([]string{
-			"--http-address=" + listen,
-			"--provider=oidc", "--oidc-issuer-url=" + k1URL,
-			"--client-id=bms-proxy", "--client-secret=bms-proxy-secret",
-			"--redirect-url=" + redirect,
-			"--cookie-secret=" + randHex(16), "--cookie-secure=false",
-			"--email-domain=*", "--skip-provider-button=true",
-			"--code-challenge-method=S256",
-			"--insecure-oidc-allow-unverified-email=true",
-			// No per-request access log by default: Caddy's default has
-			// none either. -o2p-request-log measures oauth2-proxy as shipped.
-			"--request-logging=" + strconv.FormatBool(*o2pReqLog),
-		}, extra...)
-		p, err := startProc(dir, name, listen, nil, *o2pBin, args...)
-		if err != nil {
-			return nil, err
-		}
-		return track(p), nil
-	}
-
-	setups := map[string]*setup{}
-	pa, err := start("a")
-	if err != nil {
-		return err
-	}
-	setups["a"] = &setup{key: "a", name: "Caddy reverse_proxy", url: "http://" + addrs["a"], procs: group{pa}}
-
-	// k1ssoSetup starts a k1sso build and logs in through it.
-	k1ssoSetup := func(key, name string) (*setup, error) {
-		p, err := start(key)
-		if err != nil {
-			return nil, err
-		}
-		s := &setup{key: key, name: name, url: "http://" + addrs[key], procs: group{p}}
-		setups[key] = s
-		if s.cookie, err = k1ssoLogin(k1srv, s.url); err != nil {
-			return nil, err
-		}
-		return s, checkAccess(s.url, s.cookie)
-	}
-	sb, err := k1ssoSetup("b", "Caddy + k1sso (enforce)")
-	if err != nil {
-		return err
-	}
-	// (a) gets the same Cookie header: a browser sends it either way, so
-	// the difference between (a) and (b) is k1sso's work, not header bytes.
-	setups["a"].cookie = sb.cookie
-	order := strings.Split(*only, "")
-	if slices.Contains(order, "h") {
-		ph, err := start("h")
-		if err != nil {
-			return err
-		}
-		setups["h"] = &setup{key: "h", name: "Caddy reverse_proxy + six static headers", url: "http://" + addrs["h"], cookie: sb.cookie, procs: group{ph}}
-	}
-	if *baseline != "" {
-		if _, err := k1ssoSetup("B", "Caddy + k1sso, baseline build"); err != nil {
-			return err
-		}
-		if i := slices.Index(order, "b"); i >= 0 {
-			order = slices.Insert(order, i, "B")
-		}
-	}
-
-	po, err := o2p("oauth2-proxy-c", addrs["o2pc"], "http://"+addrs["c"]+"/oauth2/callback",
-		"--upstream=static://202", "--reverse-proxy=true", "--set-xauthrequest=true")
-	if err != nil {
-		return err
-	}
-	pc, err := start("c")
-	if err != nil {
-		return err
-	}
-	sc := &setup{key: "c", name: "Caddy forward_auth → oauth2-proxy", url: "http://" + addrs["c"], procs: group{pc, po}}
-	setups["c"] = sc
-	pd, err := o2p("oauth2-proxy-d", addrs["d"], "http://"+addrs["d"]+"/oauth2/callback", "--upstream="+upURL+"/")
-	if err != nil {
-		return err
-	}
-	sd := &setup{key: "d", name: "oauth2-proxy reverse proxy", url: "http://" + addrs["d"], procs: group{pd}}
-	setups["d"] = sd
-	isO2P := func(n string) bool { return strings.HasPrefix(n, "_oauth2_proxy") && !strings.Contains(n, "csrf") }
-	for _, s := range []*setup{sc, sd} {
-		cl := newClient()
-		if st, _, err := login(k1srv, cl, s.url+"/oauth2/start?rd=%2F", "bob", "Acme MSP", "bob-pass"); err != nil || st != http.StatusOK {
-			return fmt.Errorf("logging in through %s: status %d: %v", s.name, st, err)
-		}
-		if s.cookie, err = cookieHeader(cl, s.url, isO2P); err != nil {
-			return err
-		}
-	}
-	for _, k := range []string{"c", "d"} {
-		if err := checkAccess(setups[k].url, setups[k].cookie); err != nil {
-			return err
-		}
 	}
 
 	fmt.Printf("# k1sso load benchmark — %s\n\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Printf("machine: %s\n", machine())
 	fmt.Printf("load: wrk -t%d -c%d -d%s, %d interleaved rounds, medians; all on 127.0.0.1\n\n", *threads, *conns, *dur, *rounds)
+	if err := b.mainRounds(setups, order); err != nil {
+		return err
+	}
+	printMain(setups, order)
+	for _, x := range laterRuns {
+		if x.wanted() {
+			if err := x.run(b, setups); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
-	measure := func(s *setup, o wrkOpts) (sample, error) {
-		before := s.procs.cpu()
-		r, out, err := runWrk(wrkPath, o)
-		if err != nil {
-			return sample{}, err
-		}
-		if r.Errors > 0 {
-			return sample{}, fmt.Errorf("%s: %d failed requests:\n%s", s.name, r.Errors, out)
-		}
-		cpu := s.procs.cpu() - before
-		return sample{wrkResult: r, CPUPer10k: cpu / float64(r.Requests) * 10000}, nil
+// laterRuns follow the main rounds, in this order, each when its flag
+// asks for it.
+var laterRuns = []struct {
+	wanted func() bool
+	run    func(*bench, map[string]*setup) error
+}{
+	{func() bool { return *pacedDelay > 0 }, pacedRun},
+	{func() bool { return *profile != "" }, func(b *bench, setups map[string]*setup) error {
+		sb := setups["b"]
+		return profileRun(b.wrk, sb, b.opts(sb, *conns, 10*time.Second), "http://"+b.addrs["admin"])
+	}},
+	{func() bool { return *sessions > 0 }, scaleRuns},
+	{func() bool { return *wide > 0 }, wideRun},
+	{func() bool { return *loginDur > 0 }, func(b *bench, setups map[string]*setup) error { return loginRun(b, setups["b"]) }},
+}
+
+// measure runs wrk once against s and adds the CPU its processes used.
+func (b *bench) measure(s *setup, o wrkOpts) (sample, error) {
+	before := s.procs.cpu()
+	r, out, err := runWrk(b.wrk, o)
+	if err != nil {
+		return sample{}, err
 	}
-	opts := func(s *setup, c int, d time.Duration) wrkOpts {
-		return wrkOpts{URL: s.url + "/", Conns: c, Threads: *threads, Duration: d, Cookie: s.cookie}
+	if r.Errors > 0 {
+		return sample{}, fmt.Errorf("%s: %d failed requests:\n%s", s.name, r.Errors, out)
 	}
+	cpu := s.procs.cpu() - before
+	return sample{wrkResult: r, CPUPer10k: cpu / float64(r.Requests) * 10000}, nil
+}
+
+// opts is a plain wrk run against s with its session cookie.
+func (b *bench) opts(s *setup, c int, d time.Duration) wrkOpts {
+	return wrkOpts{URL: s.url + "/", Conns: c, Threads: *threads, Duration: d, Cookie: s.cookie}
+}
+
+// mainRounds warms every setup of order up, then measures them in
+// interleaved rounds.
+func (b *bench) mainRounds(setups map[string]*setup, order []string) error {
 	// Warm-up: connections, caches, the JIT-free but GC-sized heaps.
 	for _, k := range order {
-		if _, err := measure(setups[k], opts(setups[k], *conns, time.Second)); err != nil {
+		if _, err := b.measure(setups[k], b.opts(setups[k], *conns, time.Second)); err != nil {
 			return err
 		}
 	}
 	for r := 0; r < *rounds; r++ {
 		for _, k := range order {
 			s := setups[k]
-			smp, err := measure(s, opts(s, *conns, *dur))
+			smp, err := b.measure(s, b.opts(s, *conns, *dur))
 			if err != nil {
 				return err
 			}
@@ -362,77 +204,44 @@ func run() error {
 			fmt.Fprintf(os.Stderr, "round %d %s: %.0f req/s p50 %s p99 %s\n", r+1, k, smp.RPS, smp.P50, smp.P99)
 		}
 	}
-	printMain(setups, order)
-	if *pacedDelay > 0 && setups["a"] != nil && setups["b"] != nil {
-		if err := pacedRun(dir, setups, measure, opts); err != nil {
-			return err
-		}
-	}
-
-	if *profile != "" {
-		if err := profileRun(wrkPath, sb, opts(sb, *conns, 10*time.Second), "http://"+addrs["admin"]); err != nil {
-			return err
-		}
-	}
-
-	if *sessions > 0 {
-		// A Caddy of its own, so its memory is the sessions' alone; then
-		// the baseline build (before/after), and when asked again with a
-		// soft memory limit for Go's GC.
-		type scaleCase struct{ title, bin, limit string }
-		cases := []scaleCase{{"", *caddyBin, ""}}
-		if *baseline != "" {
-			cases = append(cases, scaleCase{", baseline build " + *baseline, *baseline, ""})
-		}
-		if *memLimit != "" {
-			cases = append(cases, scaleCase{", Caddy with GOMEMLIMIT=" + *memLimit, *caddyBin, *memLimit})
-		}
-		for _, sc := range cases {
-			var extra []string
-			if sc.limit != "" {
-				extra = []string{"GOMEMLIMIT=" + sc.limit}
-			}
-			ps, err := startBin("s", sc.bin, extra...)
-			if err != nil {
-				return err
-			}
-			ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + addrs["s"], admin: "http://" + addrs["sadmin"], procs: group{ps}}
-			if err := scaleRun(dir, ss, []byte(cookieSecret), k1URL, sc.title, measure); err != nil {
-				return err
-			}
-			ps.stop()
-			// The next Caddy reuses the address: wait for this one to go.
-			for i := 0; i < 50; i++ {
-				if _, err := cpuSeconds(ps.pid()); err != nil {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-	}
-	if *wide > 0 {
-		if err := wideRun(setups, measure, opts); err != nil {
-			return err
-		}
-	}
-	if *loginDur > 0 {
-		if err := loginRun(k1srv, sb); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
-type measureFunc func(*setup, wrkOpts) (sample, error)
-
-// k1ssoLogin logs bob in through the k1sso proxy at url, against k1dev,
-// and returns the Cookie header of his session.
-func k1ssoLogin(k1srv *k1dev.Server, url string) (string, error) {
-	cl := newClient()
-	if st, _, err := login(k1srv, cl, url+"/.k1sso/login?rd=/", "bob", "Acme MSP", "bob-pass"); err != nil || st != http.StatusOK {
-		return "", fmt.Errorf("logging in through k1sso at %s: status %d: %v", url, st, err)
+// scaleRuns runs scaleRun on a Caddy of its own, so its memory is the
+// sessions' alone; then on the baseline build (before/after), and when
+// asked again with a soft memory limit for Go's GC.
+func scaleRuns(b *bench, _ map[string]*setup) error {
+	type scaleCase struct{ title, bin, limit string }
+	cases := []scaleCase{{"", *caddyBin, ""}}
+	if *baseline != "" {
+		cases = append(cases, scaleCase{", baseline build " + *baseline, *baseline, ""})
 	}
-	return cookieHeader(cl, url, func(n string) bool { return n == "k1sso" })
+	if *memLimit != "" {
+		cases = append(cases, scaleCase{", Caddy with GOMEMLIMIT=" + *memLimit, *caddyBin, *memLimit})
+	}
+	for _, sc := range cases {
+		var extra []string
+		if sc.limit != "" {
+			extra = []string{"GOMEMLIMIT=" + sc.limit}
+		}
+		ps, err := b.startCaddy("s", sc.bin, b.k1ssoSite("s"), extra...)
+		if err != nil {
+			return err
+		}
+		ss := &setup{key: "s", name: "Caddy + k1sso (scale)", url: "http://" + b.addrs["s"], admin: "http://" + b.addrs["sadmin"], procs: group{ps}}
+		if err := scaleRun(b, ss, sc.title); err != nil {
+			return err
+		}
+		ps.stop()
+		// The next Caddy reuses the address: wait for this one to go.
+		for i := 0; i < 50; i++ {
+			if _, err := cpuSeconds(ps.pid()); err != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 func printMain(setups map[string]*setup, order []string) {
@@ -504,11 +313,11 @@ func printMain(setups map[string]*setup, order []string) {
 }
 
 // wideRun compares (a) and (b) at many connections, interleaved.
-func wideRun(setups map[string]*setup, measure measureFunc, opts func(*setup, int, time.Duration) wrkOpts) error {
+func wideRun(b *bench, setups map[string]*setup) error {
 	res := map[string][]sample{}
 	for r := 0; r < 3; r++ {
 		for _, k := range []string{"a", "b"} {
-			smp, err := measure(setups[k], opts(setups[k], *wide, *dur))
+			smp, err := b.measure(setups[k], b.opts(setups[k], *wide, *dur))
 			if err != nil {
 				return err
 			}
@@ -517,9 +326,9 @@ func wideRun(setups map[string]*setup, measure measureFunc, opts func(*setup, in
 	}
 	fmt.Printf("## %d connections (3 interleaved rounds, medians)\n\n", *wide)
 	printABTable(setups, res)
-	a := median(res["a"], func(x sample) float64 { return x.RPS })
-	b := median(res["b"], func(x sample) float64 { return x.RPS })
-	fmt.Printf("\nb/a throughput at %d connections: %.2f\n\n", *wide, b/a)
+	ra := median(res["a"], func(x sample) float64 { return x.RPS })
+	rb := median(res["b"], func(x sample) float64 { return x.RPS })
+	fmt.Printf("\nb/a throughput at %d connections: %.2f\n\n", *wide, rb/ra)
 	return nil
 }
 
@@ -528,8 +337,8 @@ func wideRun(setups map[string]*setup, measure measureFunc, opts func(*setup, in
 // servers are busy a fraction of the time and latency is the work of a
 // request rather than the queue behind it, which at full load grows with
 // 1/throughput for either setup.
-func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts func(*setup, int, time.Duration) wrkOpts) error {
-	script := filepath.Join(dir, "paced.lua")
+func pacedRun(b *bench, setups map[string]*setup) error {
+	script := filepath.Join(b.dir, "paced.lua")
 	lua := fmt.Sprintf("function delay()\n  return %d\nend\n", pacedDelay.Milliseconds())
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
 		return err
@@ -537,9 +346,9 @@ func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts fu
 	res := map[string][]sample{}
 	for r := 0; r < *pacedRounds; r++ {
 		for _, k := range []string{"a", "b"} {
-			o := opts(setups[k], *conns, *dur)
+			o := b.opts(setups[k], *conns, *dur)
 			o.Script = script
-			smp, err := measure(setups[k], o)
+			smp, err := b.measure(setups[k], o)
 			if err != nil {
 				return err
 			}
@@ -557,7 +366,9 @@ func pacedRun(dir string, setups map[string]*setup, measure measureFunc, opts fu
 
 // scaleRun cycles many distinct valid sessions through (b), against the
 // same Lua cycler with one cookie so wrk's own scripting cost is equal.
-func scaleRun(dir string, sb *setup, secret []byte, issuer, title string, measure measureFunc) error {
+func scaleRun(b *bench, sb *setup, title string) error {
+	dir := b.dir
+	secret, issuer := []byte(b.cookieSecret), b.k1.URL
 	script := filepath.Join(dir, "cycle.lua")
 	if err := os.WriteFile(script, []byte(cyclerLua), 0o600); err != nil {
 		return err
@@ -575,7 +386,7 @@ func scaleRun(dir string, sb *setup, secret []byte, issuer, title string, measur
 		return err
 	}
 	rssIdle := sb.procs.mem("VmRSS")
-	if _, err := measure(sb, wrkOpts{URL: sb.url + "/", Conns: *conns, Threads: *threads, Duration: *dur, Script: filepath.Join(dir, "cycle.lua"), Args: []string{one, fmt.Sprint(*threads)}}); err != nil {
+	if _, err := b.measure(sb, wrkOpts{URL: sb.url + "/", Conns: *conns, Threads: *threads, Duration: *dur, Script: filepath.Join(dir, "cycle.lua"), Args: []string{one, fmt.Sprint(*threads)}}); err != nil {
 		return err
 	}
 	many := filepath.Join(dir, "cookies.txt")
@@ -605,7 +416,7 @@ func scaleRun(dir string, sb *setup, secret []byte, issuer, title string, measur
 	var first []sample
 	var seen int64
 	for i := 0; i < 6 && seen < int64(*sessions); i++ {
-		smp, err := measure(sb, o(many, 10*time.Second))
+		smp, err := b.measure(sb, o(many, 10*time.Second))
 		if err != nil {
 			return err
 		}
@@ -614,11 +425,11 @@ func scaleRun(dir string, sb *setup, secret []byte, issuer, title string, measur
 	}
 	var res1, resN []sample
 	for r := 0; r < 3; r++ {
-		s1, err := measure(sb, o(one, *dur))
+		s1, err := b.measure(sb, o(one, *dur))
 		if err != nil {
 			return err
 		}
-		sN, err := measure(sb, o(many, *dur))
+		sN, err := b.measure(sb, o(many, *dur))
 		if err != nil {
 			return err
 		}
@@ -689,7 +500,7 @@ func goHeap(admin string) (heapStats, error) {
 
 // loginRun counts complete logins per second through (b): /.k1sso/login,
 // K1's password and TOTP forms, the callback, the upstream page.
-func loginRun(srv *k1dev.Server, sb *setup) error {
+func loginRun(b *bench, sb *setup) error {
 	var ok, failed atomic.Int64
 	var mu sync.Mutex
 	var lat []float64
@@ -703,7 +514,7 @@ func loginRun(srv *k1dev.Server, sb *setup) error {
 			defer wg.Done()
 			for time.Now().Before(deadline) && ok.Load()+failed.Load() < maxLogins {
 				t := time.Now()
-				st, body, err := login(srv, newClient(), sb.url+"/.k1sso/login?rd=/", "bob", "Acme MSP", "bob-pass")
+				st, body, err := b.login(newClient(), sb.url+"/.k1sso/login?rd=/")
 				if err != nil || st != http.StatusOK || !strings.HasPrefix(string(body), upstreamMarker) {
 					failed.Add(1)
 					continue
@@ -797,26 +608,6 @@ func startUpstream() (string, error) {
 	})}
 	go func() { _ = srv.Serve(l) }()
 	return "http://" + l.Addr().String(), nil
-}
-
-// startK1dev runs the demo K1 with oauth2-proxy's callback registered for
-// loopback (any port, RFC 8252) next to k1sso's.
-func startK1dev() (string, *k1dev.Server, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	u := "http://" + l.Addr().String()
-	cfg := k1dev.DefaultConfig()
-	cfg.Clients[0].RedirectURIs = append(cfg.Clients[0].RedirectURIs, "http://127.0.0.1:4180/oauth2/callback")
-	srv, err := k1dev.New(u, cfg)
-	if err != nil {
-		l.Close()
-		return "", nil, err
-	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(l) }()
-	return u, srv, nil
 }
 
 func lookPath(name string) (string, error) {
