@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -303,4 +304,39 @@ func BenchmarkServeHTTPKnownSessionLifecycleOn(b *testing.B) {
 	if len(w.Result().Cookies()) != 0 {
 		b.Fatal("a session in use got a new cookie on every request")
 	}
+}
+
+// BenchmarkSessionMemoryReissued is BenchmarkSessionMemory for sessions
+// whose cookies the idle timeout re-issued four times, used by a client
+// that ignores Set-Cookie (as load generators do): the cache holds two keys
+// of each session, never one per re-issue.
+func BenchmarkSessionMemoryReissued(b *testing.B) {
+	h := idleHandler(b)
+	const n = 20_000
+	now := time.Now()
+	cookies := make([]string, n)
+	for i := range cookies {
+		cookies[i] = sessionCookieFor(b, h, fmt.Sprintf("s%d", i), now.Add(-time.Hour), now.Add(-2*time.Minute))
+	}
+	var before, after runtime.MemStats
+	for b.Loop() {
+		h.shared.sessions.Purge()
+		ShiftClock(b, 0)
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for round := range 5 {
+			ShiftClock(b, time.Duration(round)*2*time.Minute)
+			for _, c := range cookies {
+				if user, _ := serveWith(b, h, c); user != "bob" {
+					b.Fatal("no identity")
+				}
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+	}
+	if got := h.shared.sessions.Len(); got > 2*n {
+		b.Fatalf("%d cache keys for %d sessions", got, n)
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/session")
 }

@@ -19,18 +19,17 @@ import (
 // 100,000 distinct sessions without 100,000 logins. It needs the cookie
 // secret, and whoever holds that secret can already forge any session, so it
 // grants nothing new. It never touches a running handler.
-func MintSessionCookieForBench(secret []byte, issuer, clientID, subject, email, tenant string, ttl time.Duration) (string, error) {
+func MintSessionCookieForBench(secret []byte, issuer, clientID, subject, email, tenant string, issued time.Time, ttl time.Duration) (string, error) {
 	if len(secret) < 32 {
 		return "", errors.New("minting a session cookie: the cookie secret needs at least 32 bytes")
 	}
-	now := time.Now()
 	s := &session{
 		ID:      randomID(18),
 		Subject: subject,
 		Email:   email,
 		Tenant:  tenant,
-		Issued:  now.Unix(),
-		Expires: now.Add(ttl).Unix(),
+		Issued:  issued.Unix(),
+		Expires: issued.Add(ttl).Unix(),
 	}
 	return securecookie.EncodeMulti(sessionCookie, s, newCodec(secret, sessioncookie.Deployment{Issuer: strings.TrimRight(issuer, "/"), ClientID: clientID}, "session", 0))
 }

@@ -37,7 +37,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !h.stripIdentityTrailers(r) {
 		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
 	}
-	var renew *session // idle.go: the session's cookie to re-issue
+	var renew *renewal // idle.go: the session's cookie to re-issue
 	if rq.signedIn() {
 		renew = h.touch(r, &rq)
 	}

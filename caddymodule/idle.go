@@ -23,7 +23,10 @@ import (
 // The re-issued cookie is added to the cache as the same entry, so the old
 // cookie (still sent by requests already on their way) and the new one
 // share it: no second decryption, and a stream opened with the old cookie
-// sees the uses made with the new one.
+// sees the uses made with the new one. At the next re-issue every key the
+// entry gained before, other than the cookie of that request, leaves the
+// cache: an entry has at most two keys however long the session lives, so
+// re-issues do not crowd other sessions out of the bounded cache.
 
 // idleOver reports whether the session went unused for the idle timeout.
 func (h *Handler) idleOver(e *sessionEntry, now time.Time) bool {
@@ -36,7 +39,7 @@ func (h *Handler) idleOver(e *sessionEntry, now time.Time) bool {
 // concurrent requests, the one that moves the entry's time gets it; the
 // others carry the session as it is. It reads the cookie, so it runs before
 // k1sso's cookies are dropped from the request.
-func (h *Handler) touch(r *http.Request, rq *request) *session {
+func (h *Handler) touch(r *http.Request, rq *request) *renewal {
 	e, now := rq.entry, rq.now
 	if h.idle == 0 {
 		return nil
@@ -51,15 +54,28 @@ func (h *Handler) touch(r *http.Request, rq *request) *session {
 	}
 	sess := *full // the request's own copy stays as the cookie has it
 	sess.Used = now.Unix()
-	return &sess
+	return &renewal{sess: &sess, from: keyOf(sessioncookie.ReadChunked(r, sessioncookie.Name(sessionCookie, rq.secure)))}
 }
 
-// reissue sets the session cookie with the new time of use, and caches the
-// new cookie as the same entry. sess nil: nothing to do.
-func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, rq *request, sess *session) {
-	if sess == nil {
+// renewal is a session due for a new cookie: the session with its new time
+// of use, and the cache key of the cookie the request carried.
+type renewal struct {
+	sess *session
+	from cacheKey
+}
+
+// reissueKeys are the cache keys a re-issue gave an entry: the cookie the
+// request carried and the new one.
+type reissueKeys [2]cacheKey
+
+// reissue sets the session cookie with the new time of use, caches the new
+// cookie as the same entry and drops the keys of an earlier re-issue that
+// this request's cookie is not. rn nil: nothing to do.
+func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, rq *request, rn *renewal) {
+	if rn == nil {
 		return
 	}
+	sess, e := rn.sess, rq.entry
 	secure := rq.secure
 	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
 	if err == nil {
@@ -71,5 +87,13 @@ func (h *Handler) reissue(w http.ResponseWriter, r *http.Request, rq *request, s
 		}
 		return
 	}
-	h.shared.sessions.Add(keyOf(v), rq.entry)
+	to := keyOf(v)
+	h.shared.sessions.Add(to, e)
+	if old := e.reissued.Swap(&reissueKeys{rn.from, to}); old != nil {
+		for _, k := range old {
+			if k != rn.from && k != to {
+				h.shared.sessions.Remove(k)
+			}
+		}
+	}
 }

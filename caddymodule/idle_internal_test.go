@@ -219,3 +219,40 @@ func TestLifecycleCaddyfile(t *testing.T) {
 		}
 	}
 }
+
+// However often a session's cookie is re-issued, its entry keeps at most
+// two cache keys: the cookie the client sent and the new one. A browser
+// sends the newest cookie; a client that ignores Set-Cookie (a script, a
+// load generator) keeps sending the first.
+func TestIdleReissueKeepsTwoKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		sendNewest bool
+	}{{"browser", true}, {"client ignoring Set-Cookie", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := idleHandler(t)
+			now := time.Now()
+			cookie := sessionCookieFor(t, h, "long", now.Add(-time.Hour), now.Add(-2*time.Minute))
+			for i := range 5 {
+				ShiftClock(t, time.Duration(i)*2*time.Minute)
+				user, rec := serveWith(t, h, cookie)
+				s, renewed := reissued(t, h, rec)
+				if user != "bob" || s == nil {
+					t.Fatalf("use %d: user %q, re-issued %v", i, user, s != nil)
+				}
+				if tc.sendNewest {
+					cookie = renewed
+				}
+				keys := 0
+				for _, e := range h.shared.sessions.Values() {
+					if e.s.ID() == "long" {
+						keys++
+					}
+				}
+				if want := min(i+2, 2); keys != want {
+					t.Fatalf("after %d re-issues the session has %d cache keys, want %d", i+1, keys, want)
+				}
+			}
+		})
+	}
+}

@@ -43,6 +43,8 @@ type sessionEntry struct {
 	derived atomic.Pointer[derived]
 	recheck atomic.Int64  // next recheck (unix s), or recheckViaK1; see recheck.go
 	used    atomic.Uint32 // last use seen here, unix seconds (idle.go)
+	// reissued holds the cache keys of the latest re-issue (idle.go).
+	reissued atomic.Pointer[reissueKeys]
 }
 
 // cachedSession is the part of a session that requests read, packed into
