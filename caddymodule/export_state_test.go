@@ -9,8 +9,7 @@ import (
 // ShiftClock moves the clock of sessions, revocations and the caddy store
 // forward by d until the test ends.
 func ShiftClock(tb testing.TB, d time.Duration) {
-	old := clockShift.Swap(int64(d))
-	tb.Cleanup(func() { clockShift.Store(old) })
+	setTunable(tb, clockShift, d)
 }
 
 // IntegrationCacheLen is the number of tenants whose names start with

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 	"weak"
 
@@ -40,12 +39,9 @@ var integrationTTL = 2 * time.Second
 // integrationStoreTimeout bounds a store read or write on a login path.
 const integrationStoreTimeout = 3 * time.Second
 
-// reauthWindow (nanoseconds) is how recent the K1 sign-in that changes a
-// switch must be: five minutes. Atomic so tests can shorten it while Caddy
-// serves.
-var reauthWindow atomic.Int64
-
-func init() { reauthWindow.Store(int64(5 * time.Minute)) }
+// reauthWindow is how recent the K1 sign-in that changes a switch must be:
+// five minutes. A tunable so tests can shorten it while Caddy serves.
+var reauthWindow = newTunable(5 * time.Minute)
 
 // integrationState is the stored switch of one tenant.
 type integrationState struct {
@@ -354,8 +350,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 	refuse := func(reason, title, msg string) error {
 		h.logger.Info("admin sign-in refused", zap.String("purpose", st.Purpose), zap.String("reason", reason),
 			zap.String("tenant", st.Tenant), zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
-		h.page(w, r, http.StatusForbidden, pageData{Title: title, Message: msg, Links: back})
-		return nil
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: title, Message: msg, Links: back})
 	}
 	switch st.Purpose {
 	case adminPurpose:
@@ -381,7 +376,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 			"KaseyaOne did not say when you signed in (auth_time), so the sign-in cannot count as a fresh one. The change was not made.")
 	}
 	signedIn := time.Unix(sess.AuthTime, 0)
-	if time.Since(signedIn) > time.Duration(reauthWindow.Load()) || signedIn.After(time.Now().Add(h.clockSkew())) {
+	if time.Since(signedIn) > reauthWindow.get() || signedIn.After(time.Now().Add(h.clockSkew())) {
 		return refuse("stale_sign_in", "Sign-in too old",
 			"Changing the KaseyaOne integration needs a KaseyaOne sign-in made in the last five minutes. Please try again.")
 	}
@@ -391,9 +386,8 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 	}
 	unsaved := func(err error) error {
 		h.logger.Error("changing the integration switch", zap.String("tenant", tenant), zap.Error(err))
-		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
 			Message: "The change could not be stored. Please try again in a minute.", Links: back})
-		return nil
 	}
 	// Fresh from the store: the link decides who may change it, and a
 	// stale or failed read must not unlink the tenant.

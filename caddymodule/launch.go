@@ -76,27 +76,23 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request, rq *requ
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil {
-			h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad sign-in request", Message: "The sign-in request from KaseyaOne could not be read."})
-			return nil
+			return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Bad sign-in request", Message: "The sign-in request from KaseyaOne could not be read."})
 		}
 		params = r.PostForm
 	default:
 		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
 	if !h.cfg.isIssuer(params.Get("iss")) {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
 			Message: "This sign-in request did not come from the KaseyaOne this BMS trusts."})
-		return nil
 	}
 	tenant := params.Get("tenant")
 	if tenant != "" && !validTenantID(tenant) {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in request is not valid."})
-		return nil
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in request is not valid."})
 	}
 	if tenant != "" && !h.tenants.has(h.shared.dir, tenant) {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
 			Message: "This BMS has no tenant " + tenant + ". Ask your BMS administrator to check the KaseyaOne integration."})
-		return nil
 	}
 	hint := params.Get("login_hint")
 	target := h.cfg.landingPage

@@ -26,10 +26,10 @@ const storeGrace = 5 * time.Second
 // clockShift (nanoseconds) moves the clock that session lifetimes,
 // revocations and the caddy store's expiries are measured by, so tests can
 // let hours pass. It is 0 outside tests.
-var clockShift atomic.Int64
+var clockShift = newTunable(0)
 
 // clockNow is the time of sessions and revocations (see clockShift).
-func clockNow() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) }
+func clockNow() time.Time { return time.Now().Add(clockShift.get()) }
 
 // revocationSet is this instance's copy of every revocation: what the store
 // had when the instance started, what other instances pushed or stored
@@ -371,15 +371,14 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		w.Header().Set("Retry-After", "5")
 		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session_store_unavailable"})
-			return nil
+			return h.refuseJSON(w, r, http.StatusServiceUnavailable, "Sign-in temporarily unavailable: the session store is unreachable",
+				map[string]string{"error": "session_store_unavailable"})
 		}
-		h.page(w, r, http.StatusServiceUnavailable, pageData{
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{
 			Title:   "Sign-in temporarily unavailable",
 			Message: "Your KaseyaOne session cannot be checked right now because the session store is unreachable. Please try again in a moment.",
 			Links:   []pageLink{h.retryLink(r)},
 		})
-		return nil
 	}
 	h.shared.clearSession(w, rq.secure)
 	h.expireUpstreamCookies(w, r, rq.secure, true)
@@ -393,8 +392,7 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		return err
 	}
 	if !rq.navigation(r) {
-		unauthorized(w, "session_ended", h.cfg.loginPath)
-		return nil
+		return h.challenge(w, r, "session_ended", h.cfg.loginPath)
 	}
 	http.Redirect(w, r, h.cfg.loginPath, http.StatusFound)
 	return nil
