@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-	"go.uber.org/zap"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -23,37 +20,6 @@ import (
 // The micro-benchmarks of the per-request hot path (run with
 // `go test -run '^$' -bench . -benchmem ./caddymodule/`). They time the
 // parts one by one; bench/cmd/loadbench times the whole proxy.
-
-const benchUsers = "email,bms_user,tenant,tenant_name,roles\n" +
-	"alice@acme.example,alice,acme,Acme,admin\n" +
-	"alice@acme.example,alice.labs,acme-labs,Acme Labs,admin\n" +
-	"bob@acme.example,bob,acme,Acme,\n"
-
-// benchHandler is a handler with real codecs, cache, directory and signer,
-// and no Caddy around it.
-func benchHandler(b testing.TB) *Handler {
-	b.Helper()
-	cfg := &config{cookieKeys: [][]byte{[]byte(strings.Repeat("s", 32))}}
-	cache, err := lru.New[cacheKey, *sessionEntry](sessionCacheSize)
-	if err != nil {
-		b.Fatal(err)
-	}
-	data, err := parseUsers(strings.NewReader(benchUsers), 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := &directory{logger: zap.NewNop(), stop: make(chan struct{})}
-	dir.data.Store(data)
-	signer, _ := testSigner(b)
-	revs := newRevocationSet()
-	// No store keeps the set in sync here: without a far-off sync time a
-	// run longer than the store grace (5 s) would measure the 503 of a
-	// store out of sync instead of the known-session path.
-	revs.Synced(time.Now().Add(24 * time.Hour))
-	s := &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, revocations: revs, logger: zap.NewNop()}
-	s.running.Store(true) // what the k1sso app's Start does (app.go), without the store
-	return &Handler{cfg: cfg, shared: s, externalStr: "https://bms.example", logger: zap.NewNop()}
-}
 
 // benchRequest is a browser-like request carrying bob's session cookie
 // among other cookies and headers.

@@ -1,6 +1,10 @@
 package caddymodule
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,7 +13,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 
 	"github.com/k1sso/k1sso/store"
@@ -27,7 +34,7 @@ const testUsers = "email,bms_user,tenant,tenant_name,roles\n" +
 const testEndSession = "https://k1.example/logout"
 
 // testDirectory is a directory of csv that no file backs.
-func testDirectory(t *testing.T, csv string) *directory {
+func testDirectory(t testing.TB, csv string) *directory {
 	t.Helper()
 	data, err := parseUsers(strings.NewReader(csv), 1)
 	if err != nil {
@@ -82,13 +89,7 @@ func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 	signer, _ := testSigner(t)
 	st := caddystore.New(&certmagic.FileStorage{Path: t.TempDir()},
 		store.Options{Namespace: storeNamespace(cfg.issuerURL(), cfg.clientID), Now: clockNow, Expiring: sweptFolders})
-	s := assembleShared(cfg, sharedParts{dir: testDirectory(t, testUsers), store: st, signer: signer}, zap.NewNop())
-	t.Cleanup(func() { _ = s.Destruct() })
-	// What start (app.go) does, without loading from the store: the set is
-	// complete (nothing else writes the store) until long after the test.
-	s.revocations.Synced(time.Now().Add(time.Hour))
-	s.running.Store(true)
-	h.shared = s
+	h.shared = testShared(t, cfg, sharedParts{dir: testDirectory(t, testUsers), store: st, signer: signer})
 	for _, err := range []error{h.provisionIntegration(), h.provisionLaunch(caddy.Context{}), h.provisionRecheck(),
 		h.provisionLifecycle(), h.provisionLogout(caddy.Context{})} {
 		if err != nil {
@@ -130,4 +131,135 @@ func (n *recordingNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error 
 	w.Header().Set("Content-Type", "text/plain")
 	_, err := w.Write([]byte("upstream"))
 	return err
+}
+
+// testSigner is an assertion signer with a fresh key and its public JWKS.
+func testSigner(t testing.TB) (*assertionSigner, jose.JSONWebKeySet) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAssertionSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(a.jwks, &set); err != nil {
+		t.Fatal(err)
+	}
+	return a, set
+}
+
+// minimal is the head of a k1sso Caddyfile block with only the required
+// options, left open for a test to add its own and close it.
+const minimal = `k1sso {
+	issuer http://127.0.0.1:9000
+	client_id bms-proxy
+	client_secret {env.K1_CLIENT_SECRET}
+	cookie_secret {env.NEW_SECRET} {env.OLD_SECRET}
+	users /etc/k1sso/users.csv
+`
+
+// setTunable sets a test knob to d until the test ends.
+func setTunable(tb testing.TB, t *tunable, d time.Duration) {
+	old := t.get()
+	t.set(d)
+	tb.Cleanup(func() { t.set(old) })
+}
+
+// idleHandler is a handler with real codecs, cache and directory, enforce
+// on and an idle timeout of 30m (re-issue every minute).
+func idleHandler(t testing.TB) *Handler {
+	h := benchHandler(t)
+	h.Enforce = true
+	h.cfg.lifetime = 8 * time.Hour
+	h.cfg.loginPath, h.cfg.landingPage = "/login", "/"
+	h.SessionIdleTimeout = caddy.Duration(30 * time.Minute)
+	if err := h.provisionLifecycle(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// sessionCookieFor encodes bob's session last used at used.
+func sessionCookieFor(t testing.TB, h *Handler, id string, issued, used time.Time) string {
+	t.Helper()
+	sess := &session{ID: id, Subject: "k1|bob", Email: "bob@acme.example", Tenant: "acme", IDToken: "t",
+		Issued: issued.Unix(), Expires: issued.Add(8 * time.Hour).Unix(), Used: used.Unix()}
+	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// serveWith runs one navigation with the cookie through h and returns the
+// user the next handler saw ("" when it was not called) and the response.
+func serveWith(t testing.TB, h *Handler, cookie string) (string, *httptest.ResponseRecorder) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "/dashboard", nil)
+	r.Header.Set("Accept", "text/html")
+	r.Header.Set("Cookie", sessionCookie+"="+cookie)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	user := ""
+	next := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
+		// Read under both spellings: the key is being made canonical.
+		if v := append(r.Header[hdrUser], r.Header.Values(hdrUser)...); len(v) > 0 {
+			user = v[0]
+		}
+		return nil
+	})
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, r, next); err != nil {
+		t.Fatal(err)
+	}
+	return user, rec
+}
+
+// testShared is the one pooled state of the tests without Caddy (the
+// handler tests, the micro-benchmarks, the session and fuzz tests): cfg's
+// state assembled from in-test parts by assembleShared, as start (app.go)
+// leaves it but without loading from the store: no store keeps the
+// revocation set in sync, so it is marked in sync until long after the
+// test (else a run longer than the store grace, 5 s, would meet the 503 of
+// a store out of sync), and running. It starts no goroutine.
+func testShared(tb testing.TB, cfg *config, p sharedParts) *shared {
+	tb.Helper()
+	s := assembleShared(cfg, p, zap.NewNop())
+	tb.Cleanup(func() {
+		if p.store == nil {
+			s.cancel()
+			p.dir.close()
+			return
+		}
+		_ = s.Destruct()
+	})
+	s.revocations.Synced(time.Now().Add(24 * time.Hour))
+	s.running.Store(true)
+	return s
+}
+
+// cookieShared is a pooled state whose session cookies use secrets (the
+// first signs, all verify; one fixed secret when none is given), with
+// testUsers and a fresh signer, no store and no K1.
+func cookieShared(tb testing.TB, secrets ...string) *shared {
+	tb.Helper()
+	if len(secrets) == 0 {
+		secrets = []string{strings.Repeat("s", 32)}
+	}
+	cfg := &config{}
+	for _, s := range secrets {
+		cfg.cookieKeys = append(cfg.cookieKeys, []byte(s))
+	}
+	signer, _ := testSigner(tb)
+	return testShared(tb, cfg, sharedParts{dir: testDirectory(tb, testUsers), signer: signer})
+}
+
+// benchHandler is a handler over cookieShared, with no option provisioned
+// and no Caddy around it.
+func benchHandler(tb testing.TB) *Handler {
+	tb.Helper()
+	s := cookieShared(tb)
+	return &Handler{cfg: s.cfg, shared: s, externalStr: "https://bms.example", logger: zap.NewNop()}
 }
