@@ -46,7 +46,6 @@ type shared struct {
 	// config: a session ends at issued + lifetime when its own expiry is
 	// later (a config reload shortened it). 0: no such limit.
 	lifetime atomic.Int64
-	logger   *zap.Logger
 	bg       context.Context // ends with Destruct
 	cancel   context.CancelFunc
 
@@ -105,7 +104,6 @@ func assembleShared(cfg *config, p sharedParts, logger *zap.Logger) *shared {
 		signer:      p.signer,
 		used:        newUsedStates(p.store),
 		rechecks:    newRecheckQueue(cfg),
-		logger:      logger,
 		bg:          bg,
 		cancel:      cancel,
 	}
