@@ -290,13 +290,3 @@ func csvErr(err error) error {
 	}
 	return err
 }
-
-// validHeaderValue rejects control characters, which could split headers.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return false
-		}
-	}
-	return true
-}
