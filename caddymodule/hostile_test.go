@@ -12,16 +12,35 @@ import (
 	"github.com/k1sso/k1sso/internal/testenv"
 )
 
+// hostileCase is one login against the hostile OP behaving as b.
+type hostileCase struct {
+	name   string
+	b      hostileop.Behavior
+	status int // 0: accepted
+}
+
+// try runs tc's login as a subtest, the OP behaving well again after it,
+// and asserts it was accepted or refused with tc.status.
+func (h *hostile) try(t *testing.T, tc hostileCase) {
+	t.Run(tc.name, func(t *testing.T) {
+		h.op.Set(tc.b)
+		defer h.op.Set(hostileop.Behavior{})
+		h.up.Reset()
+		c, resp := h.login(t)
+		if tc.status == 0 {
+			h.accepted(t, resp)
+		} else {
+			h.refused(t, c, resp, tc.status)
+		}
+	})
+}
+
 // TestHostileOP logs in through the real Caddy against an OP that answers
 // with one defect of OIDC Core §3.1.3.7 or the RP test plan per case.
 func TestHostileOP(t *testing.T) {
 	h := newHostile(t)
 	now := time.Now()
-	cases := []struct {
-		name   string
-		b      hostileop.Behavior
-		status int // 0: accepted
-	}{
+	cases := []hostileCase{
 		{name: "valid", status: 0},
 		{name: "bad signature", b: hostileop.Behavior{Sign: hostileop.SignBadSignature}, status: 400},
 		{name: "alg none", b: hostileop.Behavior{Sign: hostileop.SignNone}, status: 400},
@@ -51,17 +70,7 @@ func TestHostileOP(t *testing.T) {
 			UserInfo: set("sub", "k1|mallory")}, status: 400},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			h.op.Set(tc.b)
-			defer h.op.Set(hostileop.Behavior{})
-			h.up.Reset()
-			c, resp := h.login(t)
-			if tc.status == 0 {
-				h.accepted(t, resp)
-			} else {
-				h.refused(t, c, resp, tc.status)
-			}
-		})
+		h.try(t, tc)
 		if t.Failed() {
 			return
 		}
@@ -341,11 +350,7 @@ func TestHostileOPRPChecks(t *testing.T) {
 		// The email comes from userinfo, which needs the access token.
 		return hostileop.Behavior{TokenResponse: edit, Claims: del("email", "email_verified")}
 	}
-	cases := []struct {
-		name   string
-		b      hostileop.Behavior
-		status int // 0: accepted
-	}{
+	cases := []hostileCase{
 		{name: "unknown crit extension", b: hostileop.Behavior{Header: func(hdr map[string]any) {
 			hdr["crit"], hdr["http://example.com/must-understand"] = []string{"http://example.com/must-understand"}, true
 		}}, status: 400},
@@ -370,17 +375,7 @@ func TestHostileOPRPChecks(t *testing.T) {
 		{name: "userinfo email unverified", b: hostileop.Behavior{Claims: del("email", "email_verified"), UserInfo: set("email_verified", false)}, status: 403},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			h.op.Set(tc.b)
-			defer h.op.Set(hostileop.Behavior{})
-			h.up.Reset()
-			c, resp := h.login(t)
-			if tc.status == 0 {
-				h.accepted(t, resp)
-			} else {
-				h.refused(t, c, resp, tc.status)
-			}
-		})
+		h.try(t, tc)
 	}
 	if n := h.op.AttackerHits(); n != 0 {
 		t.Errorf("the attacker's jku or x5u was fetched %d times", n)

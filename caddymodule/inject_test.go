@@ -265,25 +265,7 @@ func TestInjectUnderCSP(t *testing.T) {
 
 	// In a real browser, the injected style applies under the upstream's
 	// policy: the login link is styled and the launcher icon has its size.
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for _, a := range []chromedp.Action[chromedp.Void]{
-		chromedp.Navigate(w.px.URL + "/login?csp=" + urlQuery(csp)),
-		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
-	} {
-		if _, err := chromedp.Run(ctx, a); err != nil {
-			t.Fatalf("browser: %v", err)
-		}
-	}
+	ctx := loginPageInChromium(t, w.px.URL+"/login?csp="+urlQuery(csp))
 	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.getElementById('k1sso-login-link')).backgroundColor`))
 	if err != nil {
 		t.Fatalf("browser: %v", err)
@@ -291,6 +273,32 @@ func TestInjectUnderCSP(t *testing.T) {
 	if bg != "rgb(11, 92, 171)" {
 		t.Fatalf("login link background under CSP = %q: the injected style was blocked", bg)
 	}
+}
+
+// loginPageInChromium opens the BMS login page at u in Chromium (closed
+// when the test ends) and waits for k1sso's login link on it.
+func loginPageInChromium(t *testing.T, u string) context.Context {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancel)
+	for _, a := range []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(u),
+		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
+	} {
+		if _, err := chromedp.Run(ctx, a); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
+	return ctx
 }
 
 // TestInjectCSPNonceNotInDefaultSrc: under an upstream policy of
@@ -330,25 +338,7 @@ func TestInjectCSPNonceNotInDefaultSrc(t *testing.T) {
 		}
 	}
 
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for _, a := range []chromedp.Action[chromedp.Void]{
-		chromedp.Navigate(w.px.URL + "/login?csp=" + urlQuery("default-src 'none'")),
-		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
-	} {
-		if _, err := chromedp.Run(ctx, a); err != nil {
-			t.Fatalf("browser: %v", err)
-		}
-	}
+	ctx := loginPageInChromium(t, w.px.URL+"/login?csp="+urlQuery("default-src 'none'"))
 	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.getElementById('k1sso-login-link')).backgroundColor`))
 	if err != nil {
 		t.Fatalf("browser: %v", err)
