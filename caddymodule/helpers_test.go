@@ -617,7 +617,8 @@ func body(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-// withCookie sends GET path with only the given k1sso cookie value.
+// withCookie sends GET path with only the given k1sso cookie value, as a
+// page load (k1devtest.Navigating), not followed.
 func withCookie(t *testing.T, base, path, value string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
@@ -629,8 +630,9 @@ func withCookie(t *testing.T, base, path, value string) *http.Response {
 	return resp
 }
 
-// getWithCookie makes one request with a raw Cookie header (as a browser writes it)
-// and returns the answer, unread.
+// getWithCookie makes one request with a raw Cookie header (as a browser
+// writes it) and Go's default headers (no Accept: text/html, unlike
+// withCookie), and returns the answer, unread and not followed.
 func getWithCookie(t *testing.T, u, cookie string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, u, nil)
