@@ -217,6 +217,17 @@ func injectWorld(t *testing.T, options ...string) (*world, *httptest.Server) {
 	return w, up
 }
 
+// loginBobAt signs bob in at K1 through the proxy at base with a fresh
+// browser and returns his session cookie ("" when he got none).
+func loginBobAt(t *testing.T, k1 *k1devtest.Instance, base string) string {
+	t.Helper()
+	c := k1devtest.NewClient()
+	if _, err := k1.Login(c, base+"/.k1sso/login?rd=/x", "bob", "Acme MSP", "bob-pass"); err != nil {
+		t.Fatal(err)
+	}
+	return cookieOf(c, base, "k1sso")
+}
+
 // twoInstances runs k1dev and two Caddy processes A and B with the same
 // options, and logs bob in through B: K1 then sends its back-channel
 // logout to B, while the browser's cookie works at both.
@@ -231,11 +242,7 @@ func twoInstances(t *testing.T, storage string, options ...string) (k1 *k1devtes
 	a = testenv.StartProcess(t, site())
 	b = testenv.StartProcess(t, site())
 	started := time.Now()
-	c := k1devtest.NewClient()
-	if _, err := k1.Login(c, b.URL+"/.k1sso/login?rd=/x", "bob", "Acme MSP", "bob-pass"); err != nil {
-		t.Fatal(err)
-	}
-	cookie = cookieOf(c, b.URL, "k1sso")
+	cookie = loginBobAt(t, k1, b.URL)
 	if cookie == "" {
 		t.Fatal("no session cookie after the login at B")
 	}

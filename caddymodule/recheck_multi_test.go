@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
 
@@ -68,11 +67,7 @@ func TestRecheckOncePerIntervalAcrossInstances(t *testing.T) {
 				Options: []string{store, "recheck_interval " + interval.String()}, Storage: folder}
 			a := testenv.StartProcess(t, site)
 			b := testenv.StartProcess(t, site)
-			c := k1devtest.NewClient()
-			if _, err := inst.Login(c, b.URL+"/.k1sso/login?rd=/x", "bob", "Acme MSP", "bob-pass"); err != nil {
-				t.Fatal(err)
-			}
-			cookie := cookieOf(c, b.URL, "k1sso")
+			cookie := loginBobAt(t, inst, b.URL)
 			if cookie == "" {
 				t.Fatal("no session cookie after the login at B")
 			}
