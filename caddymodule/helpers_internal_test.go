@@ -109,7 +109,7 @@ func testSession(user, tenant string) *session {
 }
 
 // sessionCookies is the Cookie header of a browser holding sess.
-func sessionCookies(t *testing.T, h *Handler, sess *session) string {
+func sessionCookies(t testing.TB, h *Handler, sess *session) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	if err := h.shared.writeSession(rec, httptest.NewRequest(http.MethodGet, "/", nil), sess, false); err != nil {
@@ -126,6 +126,7 @@ func sessionCookies(t *testing.T, h *Handler, sess *session) string {
 // got (nil: never called) and answers 200.
 type recordingNext struct{ got *http.Request }
 
+// ServeHTTP records r and answers "upstream".
 func (n *recordingNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	n.got = r.Clone(r.Context())
 	w.Header().Set("Content-Type", "text/plain")
