@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -107,7 +108,9 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request, code, login 
 // routes take it, nil when k1sso is to write its own answer. An error
 // route may forward (reverse_proxy): before it runs, the request loses the
 // identity headers a client sent and k1sso's cookies, as it would before
-// next. A request that declared trailers keeps the built-in answer: its
+// next, and BMS's session cookies (upstream_cookies): a refused request
+// never reaches BMS with them (a revoked session's are expired), so an
+// error route that forwards must not send it as the user they name. A request that declared trailers keeps the built-in answer: its
 // trailers arrive only when an error route reads the body, after anything
 // k1sso could strip.
 func (h *Handler) refusal(w http.ResponseWriter, r *http.Request, status int, msg string) error {
@@ -119,7 +122,7 @@ func (h *Handler) refusal(w http.ResponseWriter, r *http.Request, status int, ms
 		return nil
 	}
 	stripIdentityHeaders(r.Header, h.Headers)
-	dropOwnCookies(r)
+	dropCookies(r, func(name string) bool { return slices.Contains(h.UpstreamCookies, name) })
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
