@@ -110,9 +110,10 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request, code, login 
 // identity headers a client sent and k1sso's cookies, as it would before
 // next, and BMS's session cookies (upstream_cookies): a refused request
 // never reaches BMS with them (a revoked session's are expired), so an
-// error route that forwards must not send it as the user they name. A request that declared trailers keeps the built-in answer: its
-// trailers arrive only when an error route reads the body, after anything
-// k1sso could strip.
+// error route that forwards must not send it as the user they name. A
+// request that declared trailers keeps the built-in answer: its trailers
+// arrive only when an error route reads the body, after anything k1sso
+// could strip.
 func (h *Handler) refusal(w http.ResponseWriter, r *http.Request, status int, msg string) error {
 	if r.Trailer != nil {
 		return nil
