@@ -154,7 +154,23 @@ func errorRoutesTake(r *http.Request, herr caddyhttp.HandlerError) bool {
 			repl.Delete(k)
 		}
 	}()
-	return routesTake(srv.Errors.Routes, srv.Errors.WithError(r, herr), 0)
+	return routesTake(srv.Errors.Routes, asErrorRoutesSee(srv.Errors.WithError(r, herr)), 0)
+}
+
+// asErrorRoutesSee is r as Caddy hands it to the error routes: with the
+// method, URL and remote address the client sent, before any rewrite
+// (handle_path, uri strip_prefix) that k1sso's r went through. Matching
+// the rewritten one would take a refusal no error route answers (a bare
+// status) or leave one an error route would restyle.
+func asErrorRoutesSee(r *http.Request) *http.Request {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil {
+		return r
+	}
+	cp := *r
+	u := *orig.URL
+	cp.URL, cp.Method, cp.RequestURI, cp.RemoteAddr = &u, orig.Method, orig.RequestURI, orig.RemoteAddr
+	return &cp
 }
 
 // routesTake reports whether a route of routes matches r and has a

@@ -1,9 +1,11 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,5 +45,34 @@ func TestNotStartedIsARefusal(t *testing.T) {
 	}
 	if c := r.Header.Get("Cookie"); c != "other=1" {
 		t.Fatalf("the error routes get the cookies %q", c)
+	}
+}
+
+// Caddy runs the error routes on the request as the client sent it, not
+// as a rewrite before k1sso left it: whether they take a refusal is
+// decided on that one too.
+func TestRefusalMatchesTheOriginalRequest(t *testing.T) {
+	t.Parallel()
+	h := &Handler{cfg: &config{landingPage: "/", issuer: "https://k1.example"}}
+	onApp := caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{{caddyhttp.MatchPath{"/app/*"}}}, Handlers: answering.Handlers}
+	onRewritten := caddyhttp.Route{MatcherSets: caddyhttp.MatcherSets{{caddyhttp.MatchPath{"/x"}}}, Handlers: answering.Handlers}
+	for _, c := range []struct {
+		name    string
+		route   caddyhttp.Route
+		toRoute bool
+	}{
+		{"an error route for the path sent", onApp, true},
+		{"an error route for the rewritten path", onRewritten, false},
+	} {
+		// handle_path /app/* stripped the prefix before k1sso.
+		r := withErrorRoutes(httptest.NewRequest(http.MethodGet, "/app/x", nil), caddyhttp.RouteList{c.route})
+		orig := http.Request{Method: r.Method, RequestURI: r.RequestURI, URL: &url.URL{Path: "/app/x"}}
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, orig))
+		r.URL.Path, r.RequestURI = "/x", "/x"
+		rec := httptest.NewRecorder()
+		err := h.refuse(rec, r, http.StatusForbidden, pageData{Title: "Forbidden"})
+		if got := err != nil; got != c.toRoute {
+			t.Fatalf("%s: to the error routes %v, want %v (%d %.80s)", c.name, got, c.toRoute, rec.Code, rec.Body.String())
+		}
 	}
 }
