@@ -9,11 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"runtime"
-	"slices"
-	"sync"
 	"time"
-	"weak"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
@@ -83,11 +79,11 @@ func (h *Handler) defaultIntegration() integrationState {
 	return integrationState{Enabled: h.IntegrationDefault != "off"}
 }
 
-// integrationCache keeps tenants' states for integrationTTL. One per pooled
-// state (and so per store), so two sites with different stores never see
-// each other's switches.
+// integrationCache keeps tenants' states for integrationTTL. It is a part
+// of the pooled state (shared.integration), so it lives and goes with the
+// store it caches, and two sites with different stores never see each
+// other's switches.
 type integrationCache struct {
-	store store.Store
 	// fetch makes a burst of misses for one tenant read the store once;
 	// other tenants do not wait for it.
 	fetch   singleflight.Group
@@ -99,21 +95,10 @@ type integrationEntry struct {
 	fetched time.Time
 }
 
-// integrationCaches maps a pooled state (weakly, so it is still collected
-// when the pool drops it) to its cache.
-var integrationCaches sync.Map // weak.Pointer[shared] -> *integrationCache
-
-func (h *Handler) integrations() *integrationCache {
-	wp := weak.Make(h.shared)
-	if c, ok := integrationCaches.Load(wp); ok {
-		return c.(*integrationCache)
-	}
+func newIntegrationCache() *integrationCache {
+	// No error is possible for a positive size.
 	entries, _ := lru.New[string, integrationEntry](integrationCacheSize)
-	c, loaded := integrationCaches.LoadOrStore(wp, &integrationCache{store: h.shared.store, entries: entries})
-	if !loaded {
-		runtime.AddCleanup(h.shared, func(wp weak.Pointer[shared]) { integrationCaches.Delete(wp) }, wp)
-	}
-	return c.(*integrationCache)
+	return &integrationCache{entries: entries}
 }
 
 // integration returns a tenant's state: from memory when read within
@@ -121,7 +106,7 @@ func (h *Handler) integrations() *integrationCache {
 // fails, a remembered state is used however old; without one the error is
 // returned.
 func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (integrationState, error) {
-	c := h.integrations()
+	c := h.shared.integration
 	now := time.Now()
 	e, ok := c.entries.Get(tenant)
 	if ok && !fresh && now.Sub(e.fetched) < integrationTTL {
@@ -195,7 +180,7 @@ func (h *Handler) saveIntegration(ctx context.Context, tenant string, st integra
 		return err
 	}
 	st.stored = true
-	h.integrations().remember(tenant, st)
+	h.shared.integration.remember(tenant, st)
 	return nil
 }
 
@@ -416,30 +401,6 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 	return nil
 }
 
-// tenants lists the tenants of the directory, sorted by id.
-func (d *directory) tenants() []tenantOption {
-	seen := map[string]bool{}
-	var out []tenantOption
-	for _, accs := range d.data.Load().byEmail {
-		for _, a := range accs {
-			if !seen[a.Tenant] {
-				seen[a.Tenant] = true
-				out = append(out, tenantOption{ID: a.Tenant, Name: a.TenantName})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b tenantOption) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
-	return out
-}
-
 // loginLinkEnabled reports whether the "Log in with KaseyaOne" link on BMS's
 // login page is live. The login page does not know the tenant, so: the
 // page's tenant query parameter when present; else the only tenant of the
@@ -452,7 +413,7 @@ func (h *Handler) loginLinkEnabled(r *http.Request) bool {
 		return err != nil || st.Enabled
 	}
 	// An unknown tenant counts as none: it is never looked up.
-	if t := r.URL.Query().Get("tenant"); validTenantID(t) && h.tenants.has(h.shared.dir, t) {
+	if t := r.URL.Query().Get("tenant"); validTenantID(t) && h.shared.tenants.has(h.shared.dir, t) {
 		return on(t)
 	}
 	ts := h.shared.dir.tenants()

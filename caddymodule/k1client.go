@@ -40,7 +40,7 @@ func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger) *k1Client
 	return oidcrp.New(ctx, oidcrp.Config{
 		Issuer:      cfg.issuer,
 		ClientID:    cfg.clientID,
-		Transport:   k1Transport{}, // metrics.go
+		Transport:   k1Transport{}, // k1transport.go
 		Timeout:     k1Timeout.get(),
 		MinBackoff:  minBackoff.get(),
 		MaxBackoff:  maxBackoff.get(),

@@ -65,7 +65,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, rq *request
 		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in link is not valid."})
 	}
 	// Before any lookup: what a request names must not fill the caches.
-	if lr.tenant != "" && !h.tenants.has(h.shared.dir, lr.tenant) {
+	if lr.tenant != "" && !h.shared.tenants.has(h.shared.dir, lr.tenant) {
 		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
 			Message: "This BMS has no tenant " + lr.tenant + ". Check the sign-in link."})
 	}

@@ -393,12 +393,3 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p>Signed out of BMS.</p>\n"))
 	return nil
 }
-
-// issuerOrigin is the scheme and host of the issuer (for frame-ancestors).
-func (c *config) issuerOrigin() string {
-	u, err := url.Parse(c.issuer)
-	if err != nil {
-		return "'none'"
-	}
-	return u.Scheme + "://" + u.Host
-}

@@ -261,7 +261,7 @@ func (r *revoker) load(ctx context.Context) error {
 func (h *Handler) revokeSession(ctx context.Context, s *session) {
 	h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindID, Value: s.ID, Expires: s.Expires})
 	h.logger.Info("revocation", zap.String("kind", store.KindID), zap.String("k1_sub", s.Subject), sidField(s.SID))
-	h.metrics.sessionsRevoked(1)
+	h.metrics.revocation(store.KindID)
 }
 
 // loginRecordFolder holds the login records: per K1 sid and per K1 sub,
@@ -335,14 +335,15 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string, before int64) (
 
 // revokeK1Until is revokeK1 with the revocation's expiry given.
 func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, until int64) {
-	h.metrics.sessionsRevoked(1)
 	if sid != "" {
 		h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindSID, Value: sid, Expires: until})
 		h.logger.Info("revocation", zap.String("kind", store.KindSID), sidField(sid))
+		h.metrics.revocation(store.KindSID)
 		return
 	}
 	h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindSub, Value: sub, Before: before, K1: true, Expires: until})
 	h.logger.Info("revocation", zap.String("kind", store.KindSub), zap.String("k1_sub", sub))
+	h.metrics.revocation(store.KindSub)
 }
 
 // revocationState tells the two reasons a session is refused apart:

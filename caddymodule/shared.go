@@ -42,11 +42,16 @@ type shared struct {
 	signer      *assertionSigner
 	used        *usedStates
 	rechecks    *recheckQueue // recheck.go
+	// integration caches the tenants' integration switches, read from
+	// store (integration.go).
+	integration *integrationCache
+	// tenants indexes dir's tenants, rebuilt when dir is reloaded
+	// (directory.go).
+	tenants tenantIndex
 	// lifetime (seconds) is session_lifetime of the latest provisioned
 	// config: a session ends at issued + lifetime when its own expiry is
 	// later (a config reload shortened it). 0: no such limit.
 	lifetime atomic.Int64
-	logger   *zap.Logger
 	bg       context.Context // ends with Destruct
 	cancel   context.CancelFunc
 
@@ -105,7 +110,7 @@ func assembleShared(cfg *config, p sharedParts, logger *zap.Logger) *shared {
 		signer:      p.signer,
 		used:        newUsedStates(p.store),
 		rechecks:    newRecheckQueue(cfg),
-		logger:      logger,
+		integration: newIntegrationCache(),
 		bg:          bg,
 		cancel:      cancel,
 	}
