@@ -72,6 +72,12 @@ func testOP(t *testing.T) string {
 // No Caddy runs and the state starts no goroutine.
 func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 	t.Helper()
+	return newTestHandlerAt(t, nil, configure)
+}
+
+// newTestHandlerAt is newTestHandler on the clock clock (nil: clockNow).
+func newTestHandlerAt(t *testing.T, clock func() time.Time, configure func(*Handler)) *Handler {
+	t.Helper()
 	h := &Handler{Issuer: testOP(t), ClientID: "bms", ClientSecret: "bms-secret",
 		CookieSecrets: []string{strings.Repeat("s", 32)}, Users: "users.csv", Enforce: true}
 	h.RecheckInterval = -1
@@ -89,7 +95,7 @@ func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 	signer, _ := testSigner(t)
 	st := caddystore.New(&certmagic.FileStorage{Path: t.TempDir()},
 		store.Options{Namespace: storeNamespace(cfg.issuerURL(), cfg.clientID), Now: clockNow, Expiring: sweptFolders})
-	h.shared = testShared(t, cfg, sharedParts{dir: testDirectory(t, testUsers), store: st, signer: signer})
+	h.shared = testShared(t, cfg, sharedParts{dir: testDirectory(t, testUsers), store: st, signer: signer, clock: clock})
 	for _, err := range []error{h.provisionIntegration(), h.provisionLaunch(caddy.Context{}), h.provisionRecheck(),
 		h.provisionLifecycle(), h.provisionLogout(caddy.Context{})} {
 		if err != nil {
@@ -236,7 +242,7 @@ func testShared(tb testing.TB, cfg *config, p sharedParts) *shared {
 		}
 		_ = s.Destruct()
 	})
-	s.revocations.Synced(time.Now().Add(24 * time.Hour))
+	s.revocations.Synced(s.now().Add(24 * time.Hour))
 	s.running.Store(true)
 	return s
 }
