@@ -343,3 +343,32 @@ func TestReplayOptionalPassesOtherPosts(t *testing.T) {
 		}
 	}
 }
+
+// In optional mode a form posted with the cookie of a session revoked at
+// K1 (back-channel logout) is kept as well: the revoked session goes
+// through K1, which asks for the password again.
+func TestReplayOptionalRevokedSession(t *testing.T) {
+	w, up, c := optionalFormWorld(t)
+	cookie := cookieOf(c, w.px.URL, "k1sso")
+	w.k1.Server.EndSessions("bob")
+	for i := 0; ; i++ {
+		resp := withCookie(t, w.px.URL, "/x", cookie)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			break
+		}
+		if i > 100 {
+			t.Fatal("the back-channel logout did not revoke the session")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp := postForm(t, c, w.px.URL, "/tickets", "title=x", sameOrigin(w.px.URL)...)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/.k1sso/login?rd=%2F.k1sso%2Freplay") ||
+		cookieOf(c, w.px.URL, "k1sso-form") == "" {
+		t.Fatalf("form of a revoked session: %d %q, want it kept", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if p := up.all(); len(p) != 0 {
+		t.Fatalf("BMS got %+v", p)
+	}
+}
