@@ -80,30 +80,25 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, rq *request
 		// Who is signed in cannot be checked against revocations: a 503,
 		// not a sign-in that would come back here in a loop.
 		w.Header().Set("Retry-After", "5")
-		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Integration settings temporarily unavailable",
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{Title: "Integration settings temporarily unavailable",
 			Message: "The session store is unreachable, so sign-ins cannot be checked right now. Please try again in a moment."})
-		return nil
 	}
 	n, _ := h.adminNonce(r, rq.secure)
 	viewer := h.adminViewer(rq, n)
 	if r.Method != http.MethodPost {
 		if viewer == "" {
 			if wantsJSON(r) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="k1sso"`)
-				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "login": prefix + "admin"})
-				return nil
+				return h.challenge(w, r, "unauthorized", prefix+"admin")
 			}
 			return h.startLogin(w, r, rq, loginRequest{rd: prefix + "admin", purpose: adminPurpose})
 		}
-		h.adminPage(w, r, rq.secure, n, viewer)
-		return nil
+		return h.adminPage(w, r, rq.secure, n, viewer)
 	}
 	back := []pageLink{{Href: prefix + "admin", Text: "Back to the integration settings"}}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil || viewer == "" || !h.validAdminCSRF(n, r.PostForm.Get("csrf_token")) {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired",
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Form expired",
 			Message: "This form is no longer valid. Reload the integration settings and try again.", Links: back})
-		return nil
 	}
 	tenant := r.PostForm.Get("tenant")
 	known := false
@@ -111,15 +106,13 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request, rq *request
 		known = known || t.ID == tenant
 	}
 	if !validTenantID(tenant) || !known {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "There is no such tenant in the BMS directory.", Links: back})
-		return nil
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "There is no such tenant in the BMS directory.", Links: back})
 	}
 	// The page offers only the viewer's tenants; the sign-in for the
 	// change is checked again, whoever signs in then.
 	if acc := h.shared.dir.account(viewer, tenant); acc == nil || !acc.hasRole("admin") {
 		f := notTenantAdmin(viewer, tenant)
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: back})
-		return nil
+		return h.refuse(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: back})
 	}
 	payload := "off"
 	if r.PostForm.Get("enabled") == "on" {
@@ -143,13 +136,12 @@ func (h *Handler) adminTenants(email string) []tenantOption {
 // adminPage renders the switches of the viewer's tenants with their
 // current state, read from the store (not the cache): an admin expects to
 // see the latest change.
-func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, secure bool, n adminNonce, viewer string) {
+func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, secure bool, n adminNonce, viewer string) error {
 	tenants := h.adminTenants(viewer)
 	if len(tenants) == 0 {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "Not a BMS administrator",
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Not a BMS administrator",
 			Message: "The KaseyaOne account " + viewer + " is not a BMS administrator of any tenant here, so it cannot see the KaseyaOne integration settings.",
 			Links:   []pageLink{{Href: prefix + "logout", Text: "Sign out to use another KaseyaOne account"}}})
-		return
 	}
 	d := adminData{Title: "KaseyaOne integration", Action: prefix + "admin", Nonce: randomID(16), Wide: true, Viewer: viewer}
 	d.CSRF = h.adminCSRF(w, secure, n)
@@ -174,9 +166,10 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, secure bool,
 	h.pageHeaders(w, d.Nonce)
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
-		return
+		return nil
 	}
 	_ = adminTmpl.Execute(w, d)
+	return nil
 }
 
 // adminViewer is the verified K1 email of who looks at the admin page: the

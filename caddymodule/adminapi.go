@@ -132,7 +132,7 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		s.revoker.revoke(r.Context(), rv)
 		resp.Handlers++
 	}
-	k1ssoMetrics.sessionsRevoked(resp.Handlers)
+	k1ssoMetrics.revocation(kind) // once: one operator's revocation, however many sites record it
 	a.logger.Info("revocation", zap.String("kind", kind), auditField(kind, value),
 		zap.Int("handlers", resp.Handlers), zap.Int("cached_sessions", resp.CachedSessions),
 		zap.String("remote_addr", r.RemoteAddr))

@@ -153,7 +153,7 @@ type discoveryDoc struct {
 func (c *checker) checkDiscovery(ctx context.Context, issuer string) *discoveryDoc {
 	// The same URL go-oidc fetches.
 	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	ctx, cancel := context.WithTimeout(ctx, k1Timeout)
+	ctx, cancel := context.WithTimeout(ctx, k1Timeout.get())
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -198,7 +198,7 @@ func (c *checker) checkDiscovery(ctx context.Context, issuer string) *discoveryD
 func (c *checker) checkClient(ctx context.Context, cfg *config, d *discoveryDoc, redirect string) {
 	oc := &oauth2.Config{ClientID: cfg.clientID, ClientSecret: cfg.clientSecret,
 		Endpoint: oauth2.Endpoint{TokenURL: d.TokenURL}, RedirectURL: redirect}
-	ctx, cancel := context.WithTimeout(ctx, k1Timeout)
+	ctx, cancel := context.WithTimeout(ctx, k1Timeout.get())
 	defer cancel()
 	_, err := oc.Exchange(ctx, checkDummyCode, oauth2.VerifierOption(oauth2.GenerateVerifier()))
 	var re *oauth2.RetrieveError

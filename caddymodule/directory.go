@@ -159,6 +159,54 @@ func (d *directory) account(email, tenant string) *account {
 // generation changes whenever the directory is reloaded.
 func (d *directory) generation() uint64 { return d.data.Load().gen }
 
+// tenants lists the tenants of the directory, sorted by id.
+func (d *directory) tenants() []tenantOption {
+	seen := map[string]bool{}
+	var out []tenantOption
+	for _, accs := range d.data.Load().byEmail {
+		for _, a := range accs {
+			if !seen[a.Tenant] {
+				seen[a.Tenant] = true
+				out = append(out, tenantOption{ID: a.Tenant, Name: a.TenantName})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b tenantOption) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// tenantIndex answers "does any account have this tenant" from the
+// directory, rebuilt only when the directory was reloaded.
+type tenantIndex struct {
+	mu  sync.Mutex
+	gen uint64
+	set map[string]bool
+}
+
+func (t *tenantIndex) has(d *directory, tenant string) bool {
+	data := d.data.Load()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.set == nil || t.gen != data.gen {
+		set := map[string]bool{}
+		for _, accs := range data.byEmail {
+			for _, a := range accs {
+				set[a.Tenant] = true
+			}
+		}
+		t.set, t.gen = set, data.gen
+	}
+	return t.set[tenant]
+}
+
 // loadUsers reads and checks a users file.
 func loadUsers(path string, gen uint64) (*dirData, error) {
 	f, err := os.Open(path)
@@ -241,14 +289,4 @@ func csvErr(err error) error {
 		return fmt.Errorf("line %d: %w", pe.Line, pe.Err)
 	}
 	return err
-}
-
-// validHeaderValue rejects control characters, which could split headers.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -10,13 +10,14 @@ import (
 // SetReauthWindow sets how recent the K1 sign-in that changes an integration
 // switch must be, and returns a function that restores the old window.
 func SetReauthWindow(d time.Duration) (restore func()) {
-	old := reauthWindow.Swap(int64(d))
-	return func() { reauthWindow.Store(old) }
+	old := reauthWindow.get()
+	reauthWindow.set(d)
+	return func() { reauthWindow.set(old) }
 }
 
 // SetLifecycleUnit sets the shortest idle timeout and the cookie re-issue
 // interval for the handlers provisioned until the test ends.
-func SetLifecycleUnit(tb testing.TB, d time.Duration) { setVar(tb, &lifecycleUnit, d) }
+func SetLifecycleUnit(tb testing.TB, d time.Duration) { setTunable(tb, lifecycleUnit, d) }
 
 // StreamsClosed is streams_closed_total{reason} of this process.
 func StreamsClosed(reason string) float64 {

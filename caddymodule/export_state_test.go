@@ -9,17 +9,21 @@ import (
 // ShiftClock moves the clock of sessions, revocations and the caddy store
 // forward by d until the test ends.
 func ShiftClock(tb testing.TB, d time.Duration) {
-	old := clockShift.Swap(int64(d))
-	tb.Cleanup(func() { clockShift.Store(old) })
+	setTunable(tb, clockShift, d)
 }
 
 // IntegrationCacheLen is the number of tenants whose names start with
 // prefix that the integration caches of every pooled state hold (other
-// tests' caches live on in the same process, with tenants of their own).
+// tests' pooled states may still be in the pool, with tenants of their
+// own).
 func IntegrationCacheLen(prefix string) int {
 	n := 0
-	integrationCaches.Range(func(_, v any) bool {
-		for _, k := range v.(*integrationCache).entries.Keys() {
+	sharedPool.Range(func(_, v any) bool {
+		s, ok := v.(*shared)
+		if !ok || s == nil || s.integration == nil {
+			return true
+		}
+		for _, k := range s.integration.entries.Keys() {
 			if strings.HasPrefix(k, prefix) {
 				n++
 			}

@@ -23,7 +23,7 @@ import (
 func SetJWKSMinRefetch(tb testing.TB, d time.Duration) { setTunable(tb, jwksMinRefetch, d) }
 
 // SetK1Timeout shortens the timeout of calls to K1.
-func SetK1Timeout(tb testing.TB, d time.Duration) { setVar(tb, &k1Timeout, d) }
+func SetK1Timeout(tb testing.TB, d time.Duration) { setTunable(tb, k1Timeout, d) }
 
 // SetDiscoveryBackoff shortens the discovery retry backoff.
 func SetDiscoveryBackoff(tb testing.TB, lo, hi time.Duration) {
@@ -35,12 +35,6 @@ func setTunable(tb testing.TB, t *tunable, d time.Duration) {
 	old := t.get()
 	t.set(d)
 	tb.Cleanup(func() { t.set(old) })
-}
-
-func setVar(tb testing.TB, p *time.Duration, d time.Duration) {
-	old := *p
-	*p = d
-	tb.Cleanup(func() { *p = old })
 }
 
 // fuzzShared is pooled state with real cookie codecs, no I/O.

@@ -35,8 +35,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveEndpoint(w, r, &rq)
 	}
 	if !h.stripIdentityTrailers(r) {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
-		return nil
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Bad request", Message: "The request declares an identity header as a trailer."})
 	}
 	var renew *renewal // idle.go: the session's cookie to re-issue
 	if rq.signedIn() {
@@ -137,8 +136,7 @@ func (h *Handler) serveEndpoint(w http.ResponseWriter, r *http.Request, rq *requ
 	case "admin":
 		return h.serveAdmin(w, r, rq)
 	}
-	h.page(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
-	return nil
+	return h.refuse(w, r, http.StatusNotFound, pageData{Title: "Not found", Message: "There is no k1sso page at this address."})
 }
 
 // isPublic reports whether a path never needs a session: login_path and
@@ -168,8 +166,7 @@ func (h *Handler) requireLogin(w http.ResponseWriter, r *http.Request, rq *reque
 		return err
 	}
 	if !rq.navigation(r) {
-		unauthorized(w, "unauthorized", prefix+"login")
-		return nil
+		return h.challenge(w, r, "unauthorized", prefix+"login")
 	}
 	rd := r.URL.RequestURI()
 	if !isLocalPath(rd) {

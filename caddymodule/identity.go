@@ -143,6 +143,16 @@ func isPathOverride(k string) bool {
 	return false
 }
 
+// validHeaderValue rejects control characters, which could split headers.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // isIdentityName reports whether a header name is (a variant of) an
 // identity header or an operator-configured one.
 func isIdentityName(k string, extra map[string]string) bool {

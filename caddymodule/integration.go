@@ -9,12 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"runtime"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
-	"weak"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
@@ -40,12 +35,9 @@ var integrationTTL = 2 * time.Second
 // integrationStoreTimeout bounds a store read or write on a login path.
 const integrationStoreTimeout = 3 * time.Second
 
-// reauthWindow (nanoseconds) is how recent the K1 sign-in that changes a
-// switch must be: five minutes. Atomic so tests can shorten it while Caddy
-// serves.
-var reauthWindow atomic.Int64
-
-func init() { reauthWindow.Store(int64(5 * time.Minute)) }
+// reauthWindow is how recent the K1 sign-in that changes a switch must be:
+// five minutes. A tunable so tests can shorten it while Caddy serves.
+var reauthWindow = newTunable(5 * time.Minute)
 
 // integrationState is the stored switch of one tenant.
 type integrationState struct {
@@ -87,11 +79,11 @@ func (h *Handler) defaultIntegration() integrationState {
 	return integrationState{Enabled: h.IntegrationDefault != "off"}
 }
 
-// integrationCache keeps tenants' states for integrationTTL. One per pooled
-// state (and so per store), so two sites with different stores never see
-// each other's switches.
+// integrationCache keeps tenants' states for integrationTTL. It is a part
+// of the pooled state (shared.integration), so it lives and goes with the
+// store it caches, and two sites with different stores never see each
+// other's switches.
 type integrationCache struct {
-	store store.Store
 	// fetch makes a burst of misses for one tenant read the store once;
 	// other tenants do not wait for it.
 	fetch   singleflight.Group
@@ -103,21 +95,10 @@ type integrationEntry struct {
 	fetched time.Time
 }
 
-// integrationCaches maps a pooled state (weakly, so it is still collected
-// when the pool drops it) to its cache.
-var integrationCaches sync.Map // weak.Pointer[shared] -> *integrationCache
-
-func (h *Handler) integrations() *integrationCache {
-	wp := weak.Make(h.shared)
-	if c, ok := integrationCaches.Load(wp); ok {
-		return c.(*integrationCache)
-	}
+func newIntegrationCache() *integrationCache {
+	// No error is possible for a positive size.
 	entries, _ := lru.New[string, integrationEntry](integrationCacheSize)
-	c, loaded := integrationCaches.LoadOrStore(wp, &integrationCache{store: h.shared.store, entries: entries})
-	if !loaded {
-		runtime.AddCleanup(h.shared, func(wp weak.Pointer[shared]) { integrationCaches.Delete(wp) }, wp)
-	}
-	return c.(*integrationCache)
+	return &integrationCache{entries: entries}
 }
 
 // integration returns a tenant's state: from memory when read within
@@ -125,7 +106,7 @@ func (h *Handler) integrations() *integrationCache {
 // fails, a remembered state is used however old; without one the error is
 // returned.
 func (h *Handler) integration(ctx context.Context, tenant string, fresh bool) (integrationState, error) {
-	c := h.integrations()
+	c := h.shared.integration
 	now := time.Now()
 	e, ok := c.entries.Get(tenant)
 	if ok && !fresh && now.Sub(e.fetched) < integrationTTL {
@@ -199,7 +180,7 @@ func (h *Handler) saveIntegration(ctx context.Context, tenant string, st integra
 		return err
 	}
 	st.stored = true
-	h.integrations().remember(tenant, st)
+	h.shared.integration.remember(tenant, st)
 	return nil
 }
 
@@ -354,8 +335,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 	refuse := func(reason, title, msg string) error {
 		h.logger.Info("admin sign-in refused", zap.String("purpose", st.Purpose), zap.String("reason", reason),
 			zap.String("tenant", st.Tenant), zap.String("k1_sub", sess.Subject), zap.String("email", sess.Email))
-		h.page(w, r, http.StatusForbidden, pageData{Title: title, Message: msg, Links: back})
-		return nil
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: title, Message: msg, Links: back})
 	}
 	switch st.Purpose {
 	case adminPurpose:
@@ -381,7 +361,7 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 			"KaseyaOne did not say when you signed in (auth_time), so the sign-in cannot count as a fresh one. The change was not made.")
 	}
 	signedIn := time.Unix(sess.AuthTime, 0)
-	if time.Since(signedIn) > time.Duration(reauthWindow.Load()) || signedIn.After(time.Now().Add(h.clockSkew())) {
+	if time.Since(signedIn) > reauthWindow.get() || signedIn.After(time.Now().Add(h.clockSkew())) {
 		return refuse("stale_sign_in", "Sign-in too old",
 			"Changing the KaseyaOne integration needs a KaseyaOne sign-in made in the last five minutes. Please try again.")
 	}
@@ -391,9 +371,8 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 	}
 	unsaved := func(err error) error {
 		h.logger.Error("changing the integration switch", zap.String("tenant", tenant), zap.Error(err))
-		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{Title: "Change not saved",
 			Message: "The change could not be stored. Please try again in a minute.", Links: back})
-		return nil
 	}
 	// Fresh from the store: the link decides who may change it, and a
 	// stale or failed read must not unlink the tenant.
@@ -422,30 +401,6 @@ func (h *Handler) completePurpose(w http.ResponseWriter, r *http.Request, secure
 	return nil
 }
 
-// tenants lists the tenants of the directory, sorted by id.
-func (d *directory) tenants() []tenantOption {
-	seen := map[string]bool{}
-	var out []tenantOption
-	for _, accs := range d.data.Load().byEmail {
-		for _, a := range accs {
-			if !seen[a.Tenant] {
-				seen[a.Tenant] = true
-				out = append(out, tenantOption{ID: a.Tenant, Name: a.TenantName})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b tenantOption) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
-	return out
-}
-
 // loginLinkEnabled reports whether the "Log in with KaseyaOne" link on BMS's
 // login page is live. The login page does not know the tenant, so: the
 // page's tenant query parameter when present; else the only tenant of the
@@ -458,7 +413,7 @@ func (h *Handler) loginLinkEnabled(r *http.Request) bool {
 		return err != nil || st.Enabled
 	}
 	// An unknown tenant counts as none: it is never looked up.
-	if t := r.URL.Query().Get("tenant"); validTenantID(t) && h.tenants.has(h.shared.dir, t) {
+	if t := r.URL.Query().Get("tenant"); validTenantID(t) && h.shared.tenants.has(h.shared.dir, t) {
 		return on(t)
 	}
 	ts := h.shared.dir.tenants()

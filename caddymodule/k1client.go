@@ -20,9 +20,9 @@ type (
 )
 
 // k1Timeout bounds every call to K1 (discovery, JWKS, token exchange,
-// userinfo): a slow K1 gets a 503 page, not a hanging browser. A variable so
+// userinfo): a slow K1 gets a 503 page, not a hanging browser. A tunable so
 // tests can shorten it.
-var k1Timeout = 10 * time.Second
+var k1Timeout = newTunable(10 * time.Second)
 
 // The timing of the K1 client, read when the pooled state is built; tests
 // shorten them. jwksMinRefetch is oidcrp.Config.MinRefetch, the backoff
@@ -40,8 +40,8 @@ func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger) *k1Client
 	return oidcrp.New(ctx, oidcrp.Config{
 		Issuer:      cfg.issuer,
 		ClientID:    cfg.clientID,
-		Transport:   k1Transport{}, // metrics.go
-		Timeout:     k1Timeout,
+		Transport:   k1Transport{}, // k1transport.go
+		Timeout:     k1Timeout.get(),
 		MinBackoff:  minBackoff.get(),
 		MaxBackoff:  maxBackoff.get(),
 		MinRefetch:  jwksMinRefetch.get(),

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -34,7 +33,6 @@ type LaunchOptions struct {
 	launcherURL  string
 	injectLink   bool
 	injectLaunch bool
-	tenants      *tenantIndex
 }
 
 func (h *Handler) provisionLaunch(ctx caddy.Context) error {
@@ -49,7 +47,6 @@ func (h *Handler) provisionLaunch(ctx caddy.Context) error {
 	}
 	h.injectLink = h.InjectLoginLink == nil || *h.InjectLoginLink
 	h.injectLaunch = h.InjectLauncher == nil || *h.InjectLauncher
-	h.tenants = &tenantIndex{}
 	return nil
 }
 
@@ -76,27 +73,23 @@ func (h *Handler) serveInitiate(w http.ResponseWriter, r *http.Request, rq *requ
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil {
-			h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad sign-in request", Message: "The sign-in request from KaseyaOne could not be read."})
-			return nil
+			return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Bad sign-in request", Message: "The sign-in request from KaseyaOne could not be read."})
 		}
 		params = r.PostForm
 	default:
 		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
 	if !h.cfg.isIssuer(params.Get("iss")) {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Unknown sign-in issuer",
 			Message: "This sign-in request did not come from the KaseyaOne this BMS trusts."})
-		return nil
 	}
 	tenant := params.Get("tenant")
 	if tenant != "" && !validTenantID(tenant) {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in request is not valid."})
-		return nil
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in request is not valid."})
 	}
-	if tenant != "" && !h.tenants.has(h.shared.dir, tenant) {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
+	if tenant != "" && !h.shared.tenants.has(h.shared.dir, tenant) {
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
 			Message: "This BMS has no tenant " + tenant + ". Ask your BMS administrator to check the KaseyaOne integration."})
-		return nil
 	}
 	hint := params.Get("login_hint")
 	target := h.cfg.landingPage
@@ -129,28 +122,4 @@ func (h *Handler) serveLauncher(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.Redirect(w, r, h.launcherURL, http.StatusFound)
 	return nil
-}
-
-// tenantIndex answers "does any account have this tenant" from the
-// directory, rebuilt only when the directory was reloaded.
-type tenantIndex struct {
-	mu  sync.Mutex
-	gen uint64
-	set map[string]bool
-}
-
-func (t *tenantIndex) has(d *directory, tenant string) bool {
-	data := d.data.Load()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.set == nil || t.gen != data.gen {
-		set := map[string]bool{}
-		for _, accs := range data.byEmail {
-			for _, a := range accs {
-				set[a.Tenant] = true
-			}
-		}
-		t.set, t.gen = set, data.gen
-	}
-	return t.set[tenant]
 }

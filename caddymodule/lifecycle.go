@@ -12,7 +12,7 @@ import (
 // session in use is re-issued. A build with the k1sso_shortunits tag (the
 // browser tests) makes it a second, so a flow can go idle without waiting
 // minutes; it is fixed before any handler is provisioned.
-var lifecycleUnit = time.Minute
+var lifecycleUnit = newTunable(time.Minute)
 
 // LifecycleOptions configure how a session ends besides its lifetime: after
 // inactivity, and the notice that it is about to end. Caddyfile:
@@ -43,9 +43,10 @@ type LifecycleOptions struct {
 // provisionLifecycle checks the options; it names the option in each error.
 func (h *Handler) provisionLifecycle() error {
 	h.idle = time.Duration(h.SessionIdleTimeout)
-	h.touchEvery = lifecycleUnit
-	if h.idle < 0 || (h.idle > 0 && h.idle < lifecycleUnit) {
-		return fmt.Errorf("session_idle_timeout: %s is too short (minimum %s)", h.idle, strings.TrimSuffix(lifecycleUnit.String(), "0s"))
+	unit := lifecycleUnit.get()
+	h.touchEvery = unit
+	if h.idle < 0 || (h.idle > 0 && h.idle < unit) {
+		return fmt.Errorf("session_idle_timeout: %s is too short (minimum %s)", h.idle, strings.TrimSuffix(unit.String(), "0s"))
 	}
 	h.notice = time.Duration(h.ExpiryNotice)
 	if h.notice < 0 {

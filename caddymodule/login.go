@@ -62,18 +62,15 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, rq *request
 	q := r.URL.Query()
 	lr := loginRequest{rd: h.redirectTarget(q.Get("rd")), tenant: q.Get("tenant"), loginHint: q.Get("login_hint")}
 	if lr.tenant != "" && !validTenantID(lr.tenant) {
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in link is not valid."})
-		return nil
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Unknown tenant", Message: "The tenant in this sign-in link is not valid."})
 	}
 	// Before any lookup: what a request names must not fill the caches.
-	if lr.tenant != "" && !h.tenants.has(h.shared.dir, lr.tenant) {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
+	if lr.tenant != "" && !h.shared.tenants.has(h.shared.dir, lr.tenant) {
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Unknown tenant",
 			Message: "This BMS has no tenant " + lr.tenant + ". Check the sign-in link."})
-		return nil
 	}
 	if f := h.spLoginAllowed(r.Context(), lr.tenant); f != nil {
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
-		return nil
+		return h.refuse(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
 	}
 	// Already signed in (for that tenant): nothing to do at K1, unless the
 	// session is to be renewed (renew=1, the expiry notice's link, notice.go):
@@ -93,8 +90,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, rq *request
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rq *request, lr loginRequest) error {
 	p, err := h.shared.k1.Provider(r.Context())
 	if err != nil {
-		h.k1Down(w, r, err)
-		return nil
+		return h.k1Down(w, r, err)
 	}
 	secure := rq.secure
 	h.boundLoginCookies(w, r, secure)
@@ -165,13 +161,12 @@ func (h *Handler) oauthConfig(p *k1Provider, redirect string) *oauth2.Config {
 
 // k1Down answers a login whose discovery failed (err from k1Client.get):
 // K1 cannot be reached, or its discovery names another issuer.
-func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) k1Down(w http.ResponseWriter, r *http.Request, err error) error {
 	if f := discoveryFailure(err); f.reason != "k1_unreachable" {
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail})
-		return
+		return h.refuse(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: f.detail})
 	}
 	w.Header().Set("Retry-After", "30")
-	h.page(w, r, http.StatusServiceUnavailable, pageData{
+	return h.refuse(w, r, http.StatusServiceUnavailable, pageData{
 		Title:   "KaseyaOne is unreachable",
 		Message: "Sign-in through KaseyaOne is not possible right now because KaseyaOne cannot be reached. Please try again in a minute.",
 		Links:   []pageLink{h.retryLink(r)},
@@ -247,8 +242,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rq *requ
 		if links == nil {
 			links = []pageLink{signInAgain(st)} // diagnose.go
 		}
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: problemDetail(f), Links: links})
-		return nil
+		return h.refuse(w, r, f.status, pageData{Title: f.title, Message: f.message, Detail: problemDetail(f), Links: links})
 	}
 	// A sign-in for a purpose (the admin page) runs its own checks and
 	// never writes a session.
@@ -258,8 +252,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rq *requ
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
 		h.logger.Error("writing the session cookie", zap.Error(err))
 		h.metrics.login("failure", "session_cookie")
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Sign-in failed", Message: "The session could not be stored in your browser."})
-		return nil
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Sign-in failed", Message: "The session could not be stored in your browser."})
 	}
 	h.keepK1Tokens(r.Context(), sess)
 	h.logger.Info("login", zap.String("outcome", "success"), zap.String("k1_sub", sess.Subject),
@@ -317,7 +310,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	if f := checkResponseIss(p, q); f != nil {
 		return nil, st, f
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout.get())
 	defer cancel()
 	tok, err := h.oauthConfig(p, st.Redirect).Exchange(ctx, code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {

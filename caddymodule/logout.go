@@ -205,9 +205,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request, rq *reques
 		return h.methodNotAllowed(w, r, "GET, HEAD, POST")
 	}
 	if !h.validCSRF(sess.ID, token) {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This sign-out form is no longer valid. Go back and try again.",
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This sign-out form is no longer valid. Go back and try again.",
 			Links: []pageLink{{Href: prefix + "logout", Text: "Sign out"}}})
-		return nil
 	}
 	if r.URL.Query().Get("then") == "bms" && h.LogoutPath != "" {
 		// Confirmed after a cross-site request to logout_path: go there
@@ -300,7 +299,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		logoutError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "KaseyaOne's keys cannot be fetched")
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout)
+	ctx, cancel := context.WithTimeout(r.Context(), k1Timeout.get())
 	defer cancel()
 	now := time.Now()
 	lt, err := p.VerifyLogoutToken(ctx, raw, h.clockSkew())
@@ -393,13 +392,4 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("<!doctype html><title>Signed out</title><p>Signed out of BMS.</p>\n"))
 	return nil
-}
-
-// issuerOrigin is the scheme and host of the issuer (for frame-ancestors).
-func (c *config) issuerOrigin() string {
-	u, err := url.Parse(c.issuer)
-	if err != nil {
-		return "'none'"
-	}
-	return u.Scheme + "://" + u.Host
 }

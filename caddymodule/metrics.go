@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"net/http"
-	"path"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +45,7 @@ const (
 type metrics struct {
 	logins        *prometheus.CounterVec
 	logouts       *prometheus.CounterVec
-	revoked       prometheus.Counter
+	revocations   *prometheus.CounterVec
 	k1Duration    *prometheus.HistogramVec
 	jwksRefreshes prometheus.Counter
 	dirReloads    *prometheus.CounterVec
@@ -70,8 +68,8 @@ func newMetrics() *metrics {
 			"Finished K1 logins at the callback, by outcome (success, failure) and reason.")), []string{"outcome", "reason"}),
 		logouts: prometheus.NewCounterVec(prometheus.CounterOpts(opts("logouts_total",
 			"Logouts, by kind: bms (logout_path), k1 (/.k1sso/logout), backchannel, frontchannel.")), []string{"kind"}),
-		revoked: prometheus.NewCounter(prometheus.CounterOpts(opts("sessions_revoked_total",
-			"Proxy sessions revoked by a logout (here, at K1 or at another instance)."))),
+		revocations: prometheus.NewCounterVec(prometheus.CounterOpts(opts("revocations_total",
+			"Revocations made here, by what they name: id (one proxy session), sid or sub (every proxy session of a K1 session or K1 user, however many), email (admin API). One per revocation, however many sites record it.")), []string{"kind"}),
 		k1Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "k1_request_duration_seconds",
 			Help:    "Time until K1 answered a request from the proxy (headers), by endpoint: discovery, token, jwks, userinfo, other.",
@@ -91,7 +89,7 @@ func newMetrics() *metrics {
 
 // collectors lists the collectors for registration.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.logins, m.logouts, m.revoked, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected, m.rechecks,
+	return []prometheus.Collector{m.logins, m.logouts, m.revocations, m.k1Duration, m.jwksRefreshes, m.dirReloads, m.injected, m.rechecks,
 		streamsOpen, streamsClosed} // streams.go
 }
 
@@ -168,12 +166,15 @@ func (m *metrics) logout(kind string) {
 	m.logouts.WithLabelValues(kind).Inc()
 }
 
-// sessionsRevoked counts proxy sessions ended by a logout.
-func (m *metrics) sessionsRevoked(n int) {
-	if m == nil || n <= 0 {
+// revocation counts one revocation of a kind (store.KindID, KindSID,
+// KindSub, KindEmail). Sessions are not counted: those of a sid, sub or
+// email live in browser cookies, on every instance or none, and no
+// instance can tell how many there are.
+func (m *metrics) revocation(kind string) {
+	if m == nil {
 		return
 	}
-	m.revoked.Add(float64(n))
+	m.revocations.WithLabelValues(kind).Inc()
 }
 
 // injectedPage counts one rewritten BMS page (injectedLoginLink,
@@ -211,48 +212,6 @@ func (m *metrics) k1Request(endpoint string, d time.Duration) {
 	if endpoint == "jwks" {
 		m.jwksRefreshes.Inc()
 	}
-}
-
-// k1Transport times every request of the K1 client (discovery, token
-// exchange, JWKS, userinfo) for k1_request_duration_seconds, counts JWKS
-// fetches and traces each call as a child of a traced request (oidcrp
-// bounds every answer's body on top of it). It sees every call wherever it is made (go-oidc, oauth2, the key
-// set), which is why it sits in the client rather than at each caller.
-type k1Transport struct {
-	base http.RoundTripper // nil: http.DefaultTransport
-}
-
-// RoundTrip implements http.RoundTripper.
-func (t k1Transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	base := t.base
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	endpoint := k1Endpoint(r.URL.Path)
-	r, span := startK1Span(r, endpoint) // tracing.go
-	start := time.Now()
-	resp, err := base.RoundTrip(r)
-	k1ssoMetrics.k1Request(endpoint, time.Since(start))
-	endK1Span(span, resp, err)
-	return resp, err
-}
-
-// k1Endpoint names the K1 endpoint of a request path for the endpoint
-// label, from the path alone (the label must stay bounded): discovery,
-// token, jwks, userinfo or other.
-func k1Endpoint(p string) string {
-	if strings.HasSuffix(p, "/.well-known/openid-configuration") {
-		return "discovery"
-	}
-	switch last := strings.ToLower(path.Base(p)); {
-	case last == "token":
-		return "token"
-	case last == "userinfo":
-		return "userinfo"
-	case last == "keys" || last == "certs" || strings.Contains(last, "jwk"):
-		return "jwks"
-	}
-	return "other"
 }
 
 // injectKindLabel is the kind label of injected_pages_total.

@@ -189,7 +189,7 @@ func TestMetricsLogoutAndRevocation(t *testing.T) {
 	c, _ := m.loginAs(t, "bob", "/.k1sso/login?rd=/x")
 	sid := sidOf(t, c, m.px.URL)
 	logouts := m.scrape(t, "caddy_k1sso_logouts_total", `kind="frontchannel"`)
-	revoked := m.scrape(t, "caddy_k1sso_sessions_revoked_total")
+	revoked := m.scrape(t, "caddy_k1sso_revocations_total", `kind="sid"`)
 	resp := get(t, testenv.NoRedirect(nil), m.px.URL+"/.k1sso/frontchannel-logout?iss="+m.k1.URL+"&sid="+url.QueryEscape(sid))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -198,7 +198,7 @@ func TestMetricsLogoutAndRevocation(t *testing.T) {
 	if got := m.scrape(t, "caddy_k1sso_logouts_total", `kind="frontchannel"`); got != logouts+1 {
 		t.Errorf(`logouts_total{kind="frontchannel"} = %v, want %v`, got, logouts+1)
 	}
-	if got := m.scrape(t, "caddy_k1sso_sessions_revoked_total"); got != revoked+1 {
-		t.Errorf("sessions_revoked_total = %v, want %v", got, revoked+1)
+	if got := m.scrape(t, "caddy_k1sso_revocations_total", `kind="sid"`); got != revoked+1 {
+		t.Errorf(`revocations_total{kind="sid"} = %v, want %v`, got, revoked+1)
 	}
 }

@@ -323,6 +323,15 @@ func (c *config) isIssuer(iss string) bool {
 	return iss != "" && strings.TrimSuffix(iss, "/") == c.issuerURL()
 }
 
+// issuerOrigin is the scheme and host of the issuer (for frame-ancestors).
+func (c *config) issuerOrigin() string {
+	u, err := url.Parse(c.issuer)
+	if err != nil {
+		return "'none'"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // poolKey identifies the shared state of a configuration without holding any
 // secret: the secrets enter only through a hash.
 func poolKey(c *config, users string) string {

@@ -122,10 +122,9 @@ func unhex(c byte) byte {
 // refused rather than redirected: what the clean form of `/a/..;/b` is
 // depends on the server behind the proxy.
 func (h *Handler) badPath(w http.ResponseWriter, r *http.Request) error {
-	h.page(w, r, http.StatusBadRequest, pageData{Title: "Bad request",
+	return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Bad request",
 		Message: "This address contains a path form the server does not accept (such as /../, //, \\, ; or an encoded / or .). Use the link without them.",
 		Links:   []pageLink{{Href: "/", Text: "Go to the start page"}}})
-	return nil
 }
 
 // pathMatcher matches request paths against patterns in the syntax of

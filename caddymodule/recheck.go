@@ -412,7 +412,7 @@ func (h *Handler) askK1(ctx context.Context, j recheckJob, kt *keptTokens) (verd
 		}
 		return recheckUnreachable, "", err
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, h.shared.k1.HTTPClient()), k1Timeout.get())
 	defer cancel()
 	if kt.Refresh != "" {
 		tok, err := h.oauthConfig(p, "").TokenSource(ctx, &oauth2.Token{RefreshToken: kt.Refresh}).Token()

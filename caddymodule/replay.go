@@ -216,8 +216,7 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request, rq *reques
 	gone := pageData{Title: "No form to send", Message: "There is no form waiting to be sent again: it was sent already, or it was kept too long.",
 		Links: []pageLink{{Href: h.cfg.landingPage, Text: "Continue"}}}
 	if id == "" {
-		h.page(w, r, http.StatusNotFound, gone)
-		return nil
+		return h.refuse(w, r, http.StatusNotFound, gone)
 	}
 	if rq.active() == nil {
 		w.Header().Set("Cache-Control", "no-store")
@@ -231,13 +230,11 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request, rq *reques
 	sessioncookie.Expire(w, sessioncookie.Name(formCookie, secure), secure)
 	claimed, err := h.shared.used.claim(r.Context(), "form:"+id, formTTL)
 	if err != nil {
-		h.page(w, r, http.StatusServiceUnavailable, pageData{Title: "Form not sent", Message: "Your form could not be sent again right now. Please try again in a moment.",
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{Title: "Form not sent", Message: "Your form could not be sent again right now. Please try again in a moment.",
 			Links: []pageLink{{Href: r.URL.RequestURI(), Text: "Try again"}}})
-		return nil
 	}
 	if !claimed {
-		h.page(w, r, http.StatusNotFound, gone)
-		return nil
+		return h.refuse(w, r, http.StatusNotFound, gone)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
@@ -245,8 +242,7 @@ func (h *Handler) serveReplay(w http.ResponseWriter, r *http.Request, rq *reques
 	var kf keptForm
 	if err != nil || securecookie.DecodeMulti(formCookie, string(raw), &kf, h.formCodecs()...) != nil ||
 		!isLocalPath(kf.URL) || time.Since(time.Unix(kf.Issued, 0)) > formTTL {
-		h.page(w, r, http.StatusNotFound, gone)
-		return nil
+		return h.refuse(w, r, http.StatusNotFound, gone)
 	}
 	_ = h.shared.store.Put(ctx, formKey(id), nil, time.Second)
 	fields := formFields(kf.Body)

@@ -26,10 +26,10 @@ const storeGrace = 5 * time.Second
 // clockShift (nanoseconds) moves the clock that session lifetimes,
 // revocations and the caddy store's expiries are measured by, so tests can
 // let hours pass. It is 0 outside tests.
-var clockShift atomic.Int64
+var clockShift = newTunable(0)
 
 // clockNow is the time of sessions and revocations (see clockShift).
-func clockNow() time.Time { return time.Now().Add(time.Duration(clockShift.Load())) }
+func clockNow() time.Time { return time.Now().Add(clockShift.get()) }
 
 // revocationSet is this instance's copy of every revocation: what the store
 // had when the instance started, what other instances pushed or stored
@@ -261,7 +261,7 @@ func (r *revoker) load(ctx context.Context) error {
 func (h *Handler) revokeSession(ctx context.Context, s *session) {
 	h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindID, Value: s.ID, Expires: s.Expires})
 	h.logger.Info("revocation", zap.String("kind", store.KindID), zap.String("k1_sub", s.Subject), sidField(s.SID))
-	h.metrics.sessionsRevoked(1)
+	h.metrics.revocation(store.KindID)
 }
 
 // loginRecordFolder holds the login records: per K1 sid and per K1 sub,
@@ -335,14 +335,15 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string, before int64) (
 
 // revokeK1Until is revokeK1 with the revocation's expiry given.
 func (h *Handler) revokeK1Until(ctx context.Context, sid, sub string, before, until int64) {
-	h.metrics.sessionsRevoked(1)
 	if sid != "" {
 		h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindSID, Value: sid, Expires: until})
 		h.logger.Info("revocation", zap.String("kind", store.KindSID), sidField(sid))
+		h.metrics.revocation(store.KindSID)
 		return
 	}
 	h.shared.revoker.revoke(ctx, store.Revocation{Kind: store.KindSub, Value: sub, Before: before, K1: true, Expires: until})
 	h.logger.Info("revocation", zap.String("kind", store.KindSub), zap.String("k1_sub", sub))
+	h.metrics.revocation(store.KindSub)
 }
 
 // revocationState tells the two reasons a session is refused apart:
@@ -371,15 +372,14 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		w.Header().Set("Retry-After", "5")
 		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || wantsJSON(r) {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "session_store_unavailable"})
-			return nil
+			return h.refuseJSON(w, r, http.StatusServiceUnavailable, "Sign-in temporarily unavailable: the session store is unreachable",
+				map[string]string{"error": "session_store_unavailable"})
 		}
-		h.page(w, r, http.StatusServiceUnavailable, pageData{
+		return h.refuse(w, r, http.StatusServiceUnavailable, pageData{
 			Title:   "Sign-in temporarily unavailable",
 			Message: "Your KaseyaOne session cannot be checked right now because the session store is unreachable. Please try again in a moment.",
 			Links:   []pageLink{h.retryLink(r)},
 		})
-		return nil
 	}
 	h.shared.clearSession(w, rq.secure)
 	h.expireUpstreamCookies(w, r, rq.secure, true)
@@ -393,8 +393,7 @@ func (h *Handler) serveRevoked(w http.ResponseWriter, r *http.Request, next cadd
 		return err
 	}
 	if !rq.navigation(r) {
-		unauthorized(w, "session_ended", h.cfg.loginPath)
-		return nil
+		return h.challenge(w, r, "session_ended", h.cfg.loginPath)
 	}
 	http.Redirect(w, r, h.cfg.loginPath, http.StatusFound)
 	return nil

@@ -42,11 +42,16 @@ type shared struct {
 	signer      *assertionSigner
 	used        *usedStates
 	rechecks    *recheckQueue // recheck.go
+	// integration caches the tenants' integration switches, read from
+	// store (integration.go).
+	integration *integrationCache
+	// tenants indexes dir's tenants, rebuilt when dir is reloaded
+	// (directory.go).
+	tenants tenantIndex
 	// lifetime (seconds) is session_lifetime of the latest provisioned
 	// config: a session ends at issued + lifetime when its own expiry is
 	// later (a config reload shortened it). 0: no such limit.
 	lifetime atomic.Int64
-	logger   *zap.Logger
 	bg       context.Context // ends with Destruct
 	cancel   context.CancelFunc
 
@@ -56,15 +61,11 @@ type shared struct {
 	startedAt time.Time
 }
 
+// newShared opens the parts of the pooled state a config names (the users
+// file, the store) and assembles it.
 func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Logger) (*shared, error) {
 	dir, err := openDirectory(usersPath, logger)
 	if err != nil {
-		return nil, err
-	}
-	codecs := newCookieCodecs(cfg)
-	cache, err := lru.New[cacheKey, *sessionEntry](sessionCacheSize)
-	if err != nil {
-		dir.close()
 		return nil, err
 	}
 	st, err := openStore(cfg.store, storeNamespace(cfg.issuerURL(), cfg.clientID), ctx, logger)
@@ -72,29 +73,47 @@ func newShared(ctx caddy.Context, cfg *config, usersPath string, logger *zap.Log
 		dir.close()
 		return nil, err
 	}
-	// Nothing here reads the store or reaches K1, and no goroutine starts:
-	// that waits for start (app.go), which Caddy runs only for a config it
-	// runs, not for one it only validates.
+	return assembleShared(cfg, sharedParts{dir: dir, store: st}, logger), nil
+}
+
+// sharedParts are the parts of the pooled state that live outside the
+// config: newShared opens them, tests hand in their own.
+type sharedParts struct {
+	dir   *directory
+	store store.Store
+	// signer is nil for a state that loads the store's key when it
+	// starts (app.go).
+	signer *assertionSigner
+}
+
+// assembleShared builds the pooled state of cfg from its parts, with a K1
+// client of cfg's issuer. It opens nothing, reads neither the store nor K1
+// and starts no goroutine: that
+// waits for start (app.go), which Caddy runs only for a config it runs,
+// not for one it only validates.
+func assembleShared(cfg *config, p sharedParts, logger *zap.Logger) *shared {
+	// No error is possible for a positive size.
+	cache, _ := lru.New[cacheKey, *sessionEntry](sessionCacheSize)
 	revs := newRevocationSet()
 	// A background context: the pooled state outlives the caddy.Context of
 	// the config that created it.
 	bg, cancel := context.WithCancel(context.Background())
-	s := &shared{
+	return &shared{
 		cfg:         cfg,
-		codecs:      codecs,
+		codecs:      newCookieCodecs(cfg),
 		sessions:    cache,
 		k1:          newK1Client(bg, cfg, logger),
-		dir:         dir,
-		store:       st,
+		dir:         p.dir,
+		store:       p.store,
 		revocations: revs,
-		revoker:     newRevoker(st, revs, logger),
-		used:        newUsedStates(st),
+		revoker:     newRevoker(p.store, revs, logger),
+		signer:      p.signer,
+		used:        newUsedStates(p.store),
 		rechecks:    newRecheckQueue(cfg),
-		logger:      logger,
+		integration: newIntegrationCache(),
 		bg:          bg,
 		cancel:      cancel,
 	}
-	return s, nil
 }
 
 // Destruct stops the background work of the pooled state.

@@ -1,9 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"net/http"
 	"net/url"
 
@@ -39,17 +36,6 @@ func (h *Handler) chooseAccount(email, tenant string) (*account, *loginFailure) 
 	return nil, nil
 }
 
-// csrfToken binds a form to one session.
-func (h *Handler) csrfToken(sessionID string) string {
-	m := hmac.New(sha256.New, h.shared.codecs.csrf)
-	m.Write([]byte("csrf:" + sessionID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func (h *Handler) validCSRF(sessionID, token string) bool {
-	return token != "" && hmac.Equal([]byte(token), []byte(h.csrfToken(sessionID)))
-}
-
 // serveTenant is the tenant picker: GET lists the user's tenants, POST (with
 // a CSRF token) puts the chosen one in the session.
 func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -79,9 +65,8 @@ func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil || !h.validCSRF(sess.ID, r.PostForm.Get("csrf_token")) {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This form is no longer valid. Go back and try again.",
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "Form expired", Message: "This form is no longer valid. Go back and try again.",
 			Links: []pageLink{{Href: prefix + "tenant", Text: "Choose a tenant"}}})
-		return nil
 	}
 	tenant := r.PostForm.Get("tenant")
 	var acc *account
@@ -91,14 +76,12 @@ func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request, rq *reques
 		}
 	}
 	if acc == nil {
-		h.page(w, r, http.StatusForbidden, pageData{Title: "No account in this tenant",
+		return h.refuse(w, r, http.StatusForbidden, pageData{Title: "No account in this tenant",
 			Message: "The KaseyaOne account " + sess.Email + " has no BMS account in that tenant."})
-		return nil
 	}
 	// The integration switch: the picker follows a login without tenant.
 	if f := h.tenantAllowed(r.Context(), sess, acc.Tenant); f != nil {
-		h.page(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
-		return nil
+		return h.refuse(w, r, f.status, pageData{Title: f.title, Message: f.message, Links: f.links})
 	}
 	sess.Tenant = acc.Tenant
 	if err := h.shared.writeSession(w, r, sess, secure); err != nil {
@@ -106,10 +89,9 @@ func (h *Handler) serveTenant(w http.ResponseWriter, r *http.Request, rq *reques
 		// with this one (a large ID token and a long tenant id). Nothing
 		// was written: the browser keeps the session it has.
 		h.logger.Warn("writing the session cookie", zap.String("tenant", acc.Tenant), zap.Error(err))
-		h.page(w, r, http.StatusBadRequest, pageData{Title: "Tenant not chosen",
+		return h.refuse(w, r, http.StatusBadRequest, pageData{Title: "Tenant not chosen",
 			Message: "Your KaseyaOne sign-in is too large to be stored in your browser together with this tenant. Choose another tenant, or ask your BMS administrator.",
 			Links:   []pageLink{{Href: prefix + "tenant", Text: "Choose a tenant"}, {Href: prefix + "logout", Text: "Sign out", Secondary: true}}})
-		return nil
 	}
 	h.logger.Info("tenant chosen", zap.String("k1_sub", sess.Subject), zap.String("tenant", sess.Tenant))
 	http.Redirect(w, r, h.redirectTarget(r.PostForm.Get("rd")), http.StatusSeeOther)
