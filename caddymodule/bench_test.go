@@ -50,7 +50,7 @@ func benchHandler(b testing.TB) *Handler {
 	// run longer than the store grace (5 s) would measure the 503 of a
 	// store out of sync instead of the known-session path.
 	revs.Synced(time.Now().Add(24 * time.Hour))
-	s := &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, revocations: revs}
+	s := &shared{cfg: cfg, now: clockNow, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, revocations: revs}
 	s.running.Store(true) // what the k1sso app's Start does (app.go), without the store
 	return &Handler{cfg: cfg, shared: s, externalStr: "https://bms.example", logger: zap.NewNop()}
 }

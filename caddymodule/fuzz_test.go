@@ -40,7 +40,7 @@ func setTunable(tb testing.TB, t *tunable, d time.Duration) {
 // fuzzShared is pooled state with real cookie codecs, no I/O.
 func fuzzShared() *shared {
 	cfg := &config{cookieKeys: [][]byte{[]byte("fuzz-cookie-secret-0123456789abcdef")}, loginTimeout: 10 * time.Minute, landingPage: "/"}
-	return &shared{cfg: cfg, codecs: newCookieCodecs(cfg)}
+	return &shared{cfg: cfg, now: clockNow, codecs: newCookieCodecs(cfg)}
 }
 
 // FuzzSessionCookie: any Cookie header decodes to a valid session or to

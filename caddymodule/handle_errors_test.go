@@ -52,6 +52,13 @@ func TestHandleErrorsRestylesRefusals(t *testing.T) {
 		if c.restyled != (b == "styled 401") || !c.restyled && !strings.Contains(b, `"login"`) {
 			t.Fatalf("%s: api call body %.300s", c.name, b)
 		}
+
+		// whoami without a session: its JSON 401, restyled like the rest.
+		resp = get(t, http.DefaultClient, w.px.URL+"/.k1sso/whoami")
+		b = body(t, resp)
+		if resp.StatusCode != http.StatusUnauthorized || c.restyled != (b == "styled 401") || !c.restyled && !strings.Contains(b, `"no session"`) {
+			t.Fatalf("%s: whoami without a session: %d %.300s", c.name, resp.StatusCode, b)
+		}
 	}
 	for _, s := range w.up.Requests() {
 		t.Fatalf("upstream got %s though every request was refused", s.Path)

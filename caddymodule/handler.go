@@ -28,7 +28,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	stripIdentityHeaders(r.Header, h.Headers)
 	if err := h.shared.ready(); err != nil { // app.go
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return h.notStarted(w, r, err)
 	}
 	rq := h.classify(r) // request.go
 	if strings.HasPrefix(r.URL.Path, prefix) {
@@ -59,6 +59,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.forward(w, r, next, &rq, passAnonymous)
 	}
 	return h.requireLogin(w, r, &rq)
+}
+
+// notStarted refuses a request that came before the pooled state could
+// start (the store unreadable). It is a refusal like any other, so an
+// error route that takes it gets neither k1sso's nor BMS's cookies; the
+// store's error, which names its paths or addresses, goes to the log, not
+// to {err.message}.
+func (h *Handler) notStarted(w http.ResponseWriter, r *http.Request, err error) error {
+	h.logger.Error("k1sso could not start", zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	return h.refuse(w, r, http.StatusServiceUnavailable, pageData{Title: "Sign-in temporarily unavailable",
+		Message: "The sign-in service is starting or cannot reach its store. Please try again in a moment.",
+		Links:   []pageLink{h.retryLink(r)}})
 }
 
 // How forward hands a request on.

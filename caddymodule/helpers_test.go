@@ -65,6 +65,12 @@ func testOP(t *testing.T) string {
 // No Caddy runs and the state starts no goroutine.
 func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 	t.Helper()
+	return newTestHandlerAt(t, nil, configure)
+}
+
+// newTestHandlerAt is newTestHandler on the clock clock (nil: clockNow).
+func newTestHandlerAt(t *testing.T, clock func() time.Time, configure func(*Handler)) *Handler {
+	t.Helper()
 	h := &Handler{Issuer: testOP(t), ClientID: "bms", ClientSecret: "bms-secret",
 		CookieSecrets: []string{strings.Repeat("s", 32)}, Users: "users.csv", Enforce: true}
 	h.RecheckInterval = -1
@@ -82,7 +88,7 @@ func newTestHandler(t *testing.T, configure func(*Handler)) *Handler {
 	signer, _ := testSigner(t)
 	st := caddystore.New(&certmagic.FileStorage{Path: t.TempDir()},
 		store.Options{Namespace: storeNamespace(cfg.issuerURL(), cfg.clientID), Now: clockNow, Expiring: sweptFolders})
-	s := assembleShared(cfg, sharedParts{dir: testDirectory(t, testUsers), store: st, signer: signer}, zap.NewNop())
+	s := assembleShared(cfg, sharedParts{dir: testDirectory(t, testUsers), store: st, signer: signer, clock: clock}, zap.NewNop())
 	t.Cleanup(func() { _ = s.Destruct() })
 	// What start (app.go) does, without loading from the store: the set is
 	// complete (nothing else writes the store) until long after the test.

@@ -48,7 +48,7 @@ func (h *Handler) wrapInject(w http.ResponseWriter, r *http.Request, e *sessionE
 		return nil, 0
 	}
 	var kind injectKind
-	notice := h.noticeDue(e, clockNow()) // notice.go
+	notice := h.noticeDue(e, h.shared.now()) // notice.go
 	switch {
 	case h.injectLink && r.URL.Path == h.cfg.loginPath:
 		kind = injectLoginLink

@@ -36,7 +36,7 @@ var (
 // newK1Client returns the client of cfg's issuer. ctx must outlive the
 // requests (go-oidc keeps it for every later JWKS fetch), so it must not
 // be a caddy.Context, which is cancelled on reload.
-func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger) *k1Client {
+func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger, now func() time.Time) *k1Client {
 	return oidcrp.New(ctx, oidcrp.Config{
 		Issuer:      cfg.issuer,
 		ClientID:    cfg.clientID,
@@ -45,7 +45,7 @@ func newK1Client(ctx context.Context, cfg *config, logger *zap.Logger) *k1Client
 		MinBackoff:  minBackoff.get(),
 		MaxBackoff:  maxBackoff.get(),
 		MinRefetch:  jwksMinRefetch.get(),
-		Now:         clockNow,   // revoke.go
+		Now:         now,
 		CallContext: withSpanOf, // tracing.go: discovery is traced as part of the request that needed it
 		OnDiscovery: func(err error, retryIn time.Duration) { logDiscovery(logger, cfg.issuer, err, retryIn) },
 	})

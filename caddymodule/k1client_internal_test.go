@@ -20,7 +20,7 @@ func TestDiscoveryIssuerMismatchLogged(t *testing.T) {
 	op := hostileop.Start(t)
 	op.SetIssuer(op.URL + "/")
 	core, logs := observer.New(zapcore.InfoLevel)
-	k := newK1Client(context.Background(), &config{issuer: op.URL, clientID: hostileop.ClientID}, zap.New(core))
+	k := newK1Client(context.Background(), &config{issuer: op.URL, clientID: hostileop.ClientID}, zap.New(core), clockNow)
 	_, err := k.Provider(context.Background())
 	var mismatch *oidcrp.IssuerMismatchError
 	if !errors.As(err, &mismatch) {

@@ -324,7 +324,7 @@ func (h *Handler) finishLogin(w http.ResponseWriter, r *http.Request, secure boo
 	if err != nil {
 		return nil, nil, err
 	}
-	now := clockNow()
+	now := h.shared.now()
 	sess := &session{
 		ID:       randomID(18),
 		Subject:  c.Subject,

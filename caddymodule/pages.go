@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -107,9 +108,12 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request, code, login 
 // routes take it, nil when k1sso is to write its own answer. An error
 // route may forward (reverse_proxy): before it runs, the request loses the
 // identity headers a client sent and k1sso's cookies, as it would before
-// next. A request that declared trailers keeps the built-in answer: its
-// trailers arrive only when an error route reads the body, after anything
-// k1sso could strip.
+// next, and BMS's session cookies (upstream_cookies): a refused request
+// never reaches BMS with them (a revoked session's are expired), so an
+// error route that forwards must not send it as the user they name. A
+// request that declared trailers keeps the built-in answer: its trailers
+// arrive only when an error route reads the body, after anything k1sso
+// could strip.
 func (h *Handler) refusal(w http.ResponseWriter, r *http.Request, status int, msg string) error {
 	if r.Trailer != nil {
 		return nil
@@ -119,7 +123,7 @@ func (h *Handler) refusal(w http.ResponseWriter, r *http.Request, status int, ms
 		return nil
 	}
 	stripIdentityHeaders(r.Header, h.Headers)
-	dropOwnCookies(r)
+	dropCookies(r, func(name string) bool { return slices.Contains(h.UpstreamCookies, name) })
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("X-Content-Type-Options", "nosniff")
@@ -150,7 +154,23 @@ func errorRoutesTake(r *http.Request, herr caddyhttp.HandlerError) bool {
 			repl.Delete(k)
 		}
 	}()
-	return routesTake(srv.Errors.Routes, srv.Errors.WithError(r, herr), 0)
+	return routesTake(srv.Errors.Routes, asErrorRoutesSee(srv.Errors.WithError(r, herr)), 0)
+}
+
+// asErrorRoutesSee is r as Caddy hands it to the error routes: with the
+// method, URL and remote address the client sent, before any rewrite
+// (handle_path, uri strip_prefix) that k1sso's r went through. Matching
+// the rewritten one would take a refusal no error route answers (a bare
+// status) or leave one an error route would restyle.
+func asErrorRoutesSee(r *http.Request) *http.Request {
+	orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request)
+	if !ok || orig.URL == nil {
+		return r
+	}
+	cp := *r
+	u := *orig.URL
+	cp.URL, cp.Method, cp.RequestURI, cp.RemoteAddr = &u, orig.Method, orig.RequestURI, orig.RemoteAddr
+	return &cp
 }
 
 // routesTake reports whether a route of routes matches r and has a

@@ -39,7 +39,7 @@ const (
 // request is what ServeHTTP knows about a request before it takes any
 // branch, computed once by classify.
 type request struct {
-	// now is the clock of sessions (clockNow), read once per request.
+	// now is the clock of sessions (shared.now), read once per request.
 	now time.Time
 	// origin is this site as the browser sees it.
 	origin origin
@@ -62,7 +62,7 @@ type request struct {
 
 // classify reads the request's session and what it means now.
 func (h *Handler) classify(r *http.Request) request {
-	rq := request{now: clockNow(), origin: h.originOf(r)}
+	rq := request{now: h.shared.now(), origin: h.originOf(r)}
 	rq.secure = rq.origin.secure()
 	rq.logoutPath = h.isLogoutPath(r.URL.Path)
 	e := h.shared.lookupSession(r, rq.secure, rq.now)

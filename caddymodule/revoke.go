@@ -47,15 +47,17 @@ type revocationSet struct {
 	emails map[string][2]int64
 
 	syncedAt atomic.Int64 // unix nanoseconds; every revocation stored before it is here
+	// now is the clock revocations expire by.
+	now func() time.Time
 }
 
 func newRevocationSet() *revocationSet {
 	return &revocationSet{ids: map[string]int64{}, sids: map[string]int64{}, subs: map[string][3]int64{},
-		emails: map[string][2]int64{}}
+		emails: map[string][2]int64{}, now: clockNow}
 }
 
 func (s *revocationSet) Add(rv store.Revocation) {
-	if !rv.Valid() || clockNow().Unix() > rv.Expires {
+	if !rv.Valid() || s.now().Unix() > rv.Expires {
 		return
 	}
 	s.mu.Lock()
@@ -185,7 +187,7 @@ func (r *revoker) retry(ctx context.Context) {
 	todo := r.pending
 	r.pending = nil
 	r.mu.Unlock()
-	now := clockNow().Unix()
+	now := r.set.now().Unix()
 	var left []store.Revocation
 	for i, rv := range todo {
 		if now > rv.Expires {
@@ -237,7 +239,7 @@ func (r *revoker) run(ctx context.Context) {
 			return
 		case <-t.C:
 			r.retry(ctx)
-			r.set.sweep(clockNow())
+			r.set.sweep(r.set.now())
 		}
 	}
 }
@@ -306,7 +308,7 @@ func (s *shared) revocationUntil(ctx context.Context, kind, value string, now ti
 	until := now.Add(life + time.Minute).Unix()
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if rec, ok, err := store.StoredTime(ctx, s.store, loginRecordKey(kind, value), clockNow()); err == nil && ok {
+	if rec, ok, err := store.StoredTime(ctx, s.store, loginRecordKey(kind, value), s.now()); err == nil && ok {
 		until = max(until, rec)
 	}
 	return until
@@ -325,7 +327,7 @@ func (h *Handler) revokeK1(ctx context.Context, sid, sub string, before int64) (
 	}
 	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	until, ok, err := store.StoredTime(rctx, h.shared.store, loginRecordKey(kind, value), clockNow())
+	until, ok, err := store.StoredTime(rctx, h.shared.store, loginRecordKey(kind, value), h.shared.now())
 	if err != nil || !ok {
 		return false, err
 	}

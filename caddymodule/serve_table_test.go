@@ -151,3 +151,32 @@ func tableRequest(kind, path string) *http.Request {
 	r.Header.Set("Sec-Fetch-Site", "same-origin")
 	return r
 }
+
+// The clock given to the pooled state is the one sessions end by: the same
+// cookie carries bob now and nothing nine hours on (sessions last eight).
+func TestInjectedClockGovernsSessions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		shift time.Duration
+		want  string
+	}{{"now", 0, "bob"}, {"nine hours on", 9 * time.Hour, ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newTestHandlerAt(t, func() time.Time { return time.Now().Add(tc.shift) }, nil)
+			r := tableRequest("XHR", "/dashboard")
+			r.Header.Set("Cookie", sessionCookies(t, h, testSession("bob", "acme")))
+			next := &recordingNext{}
+			if err := h.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+				t.Fatal(err)
+			}
+			user := ""
+			if next.got != nil {
+				user = next.got.Header.Get("X-Bms-User")
+			}
+			if user != tc.want {
+				t.Fatalf("the upstream got X-Bms-User %q, want %q", user, tc.want)
+			}
+		})
+	}
+}

@@ -224,7 +224,7 @@ func (s *shared) fullSession(r *http.Request, secure bool) *session {
 	if raw == "" {
 		return nil
 	}
-	sess, ok := s.decodeSession(raw, clockNow())
+	sess, ok := s.decodeSession(raw, s.now())
 	if !ok {
 		return nil
 	}

@@ -22,7 +22,7 @@ func testShared(t *testing.T, secrets ...string) *shared {
 		cfg.cookieKeys = append(cfg.cookieKeys, []byte(s))
 	}
 	cache, _ := lru.New[cacheKey, *sessionEntry](16)
-	return &shared{cfg: cfg, codecs: newCookieCodecs(cfg), sessions: cache}
+	return &shared{cfg: cfg, now: clockNow, codecs: newCookieCodecs(cfg), sessions: cache}
 }
 
 // roundTrip writes a session and returns a request that carries its cookies.

@@ -26,7 +26,9 @@ const sessionCacheSize = 100_000
 
 // shared is the pooled state of one configuration.
 type shared struct {
-	cfg      *config
+	cfg *config
+	// now is the time of sessions and revocations (sharedParts.clock).
+	now      func() time.Time
 	codecs   *cookieCodecs
 	sessions *lru.Cache[cacheKey, *sessionEntry]
 	// lastIssuer is the last assertion issuer built from a request's
@@ -84,6 +86,9 @@ type sharedParts struct {
 	// signer is nil for a state that loads the store's key when it
 	// starts (app.go).
 	signer *assertionSigner
+	// clock is the time of sessions, revocations and K1's tokens; nil:
+	// clockNow.
+	clock func() time.Time
 }
 
 // assembleShared builds the pooled state of cfg from its parts, with a K1
@@ -94,7 +99,12 @@ type sharedParts struct {
 func assembleShared(cfg *config, p sharedParts, logger *zap.Logger) *shared {
 	// No error is possible for a positive size.
 	cache, _ := lru.New[cacheKey, *sessionEntry](sessionCacheSize)
+	clock := p.clock
+	if clock == nil {
+		clock = clockNow
+	}
 	revs := newRevocationSet()
+	revs.now = clock
 	// A background context: the pooled state outlives the caddy.Context of
 	// the config that created it.
 	bg, cancel := context.WithCancel(context.Background())
@@ -102,12 +112,13 @@ func assembleShared(cfg *config, p sharedParts, logger *zap.Logger) *shared {
 		cfg:         cfg,
 		codecs:      newCookieCodecs(cfg),
 		sessions:    cache,
-		k1:          newK1Client(bg, cfg, logger),
+		k1:          newK1Client(bg, cfg, logger, clock),
 		dir:         p.dir,
 		store:       p.store,
 		revocations: revs,
 		revoker:     newRevoker(p.store, revs, logger),
 		signer:      p.signer,
+		now:         clock,
 		used:        newUsedStates(p.store),
 		rechecks:    newRecheckQueue(cfg),
 		integration: newIntegrationCache(),

@@ -24,7 +24,7 @@ func TestTracingDiscoveryAndUserinfo(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	ctx, req := tp.Tracer("test").Start(context.Background(), "request")
 
-	kc := newK1Client(context.Background(), &config{issuer: k1.URL, clientID: "bms-proxy", clientSecret: "x"}, zap.NewNop())
+	kc := newK1Client(context.Background(), &config{issuer: k1.URL, clientID: "bms-proxy", clientSecret: "x"}, zap.NewNop(), clockNow)
 	p, err := kc.Provider(ctx)
 	if err != nil {
 		t.Fatal(err)

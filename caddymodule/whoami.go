@@ -24,8 +24,7 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, rq *reques
 		return h.methodNotAllowed(w, r, "GET, HEAD")
 	}
 	if !rq.signedIn() {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no session"})
-		return nil
+		return h.refuseJSON(w, r, http.StatusUnauthorized, "Unauthorized: no session", map[string]string{"error": "no session"})
 	}
 	e := rq.entry
 	out := whoami{Email: e.s.Email(), Subject: e.s.Subject(), Expires: e.s.Expires(), Roles: []string{}}
@@ -33,8 +32,8 @@ func (h *Handler) serveWhoami(w http.ResponseWriter, r *http.Request, rq *reques
 		out.Name, out.Company = full.Name, full.Company
 	}
 	if rq.state == sessionNoAccount {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no BMS account for this session"})
-		return nil
+		return h.refuseJSON(w, r, http.StatusUnauthorized, "Unauthorized: no BMS account for this session",
+			map[string]string{"error": "no BMS account for this session"})
 	}
 	if d := rq.id; d != nil {
 		out.BMSUser, out.Tenant, out.TenantName = d.acc.BMSUser, d.acc.Tenant, d.acc.TenantName
