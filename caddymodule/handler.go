@@ -53,6 +53,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.reissue(w, r, &rq, renew)
 		return h.forward(w, r, next, &rq, passIdentity)
 	case !h.Enforce || h.isPublic(r):
+		if done, err := h.keepEndedForm(w, r, &rq); done { // replay.go
+			return err
+		}
 		return h.forward(w, r, next, &rq, passAnonymous)
 	}
 	return h.requireLogin(w, r, &rq)

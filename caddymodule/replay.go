@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"html/template"
 	"io"
@@ -92,10 +93,59 @@ func (h *Handler) sameOriginPost(r *http.Request, o origin) bool {
 	return true
 }
 
+// keepEndedForm is keepForm in optional mode, where a post without a valid
+// session is BMS's to answer (it may have its own login) unless it is the
+// case the feature exists for: a form the user typed while their K1 session
+// here ran out. That is a post carrying k1sso's own cookie of a session
+// that is over: idle (sessionIdle), or past its end (the cookie decodes
+// under this deployment's keys, only its time is up; a browser sends it
+// past the end when session_lifetime was shortened or its clock is
+// behind). A revoked session is kept by serveRevoked in both modes. A
+// cookie that does not decode proves nothing, so garbage or a forgery
+// leaves the post to BMS; so do BMS's login page and public paths, a post
+// that carries BMS's own session cookie (upstream_cookies: BMS has a
+// session to judge it by), and, through keepForm, anything not a
+// same-origin form. It reports whether it answered the request; when it
+// did not, the request is as it came, body included.
+func (h *Handler) keepEndedForm(w http.ResponseWriter, r *http.Request, rq *request) (bool, error) {
+	if r.Method != http.MethodPost || h.Enforce || h.isPublic(r) || !h.sessionEnded(r, rq) {
+		return false, nil
+	}
+	for _, name := range h.UpstreamCookies {
+		if _, err := r.Cookie(name); err == nil {
+			return false, nil
+		}
+	}
+	return h.keepForm(w, r, rq)
+}
+
+// sessionEnded reports whether the request carries k1sso's cookie of a
+// session that went idle or is past its end.
+func (h *Handler) sessionEnded(r *http.Request, rq *request) bool {
+	switch rq.state {
+	case sessionIdle:
+		return true
+	case sessionNone:
+	default:
+		return false
+	}
+	raw := sessioncookie.ReadChunked(r, sessioncookie.Name(sessionCookie, rq.secure))
+	if raw == "" {
+		return false
+	}
+	var sess session
+	if h.shared.codecs.session.Decode(sessionCookie, raw, &sess) != nil || sess.ID == "" || sess.Subject == "" {
+		return false
+	}
+	return rq.now.Unix() >= h.shared.ends(sess.Issued, sess.Expires)
+}
+
 // keepForm keeps a form posted without a valid session and sends the
 // browser to the K1 login, which comes back to the replay page. It reports
 // whether it answered the request; a post it does not keep (cross-site,
-// too large, not a form, the budget spent) is left to the caller's 401.
+// too large, not a form, the budget spent, the store unreachable) is left
+// to the caller (a 401 in enforce mode, BMS in optional mode) with its
+// body as it came.
 func (h *Handler) keepForm(w http.ResponseWriter, r *http.Request, rq *request) (bool, error) {
 	if r.Method != http.MethodPost || !h.sameOriginPost(r, rq.origin) {
 		return false, nil
@@ -109,27 +159,35 @@ func (h *Handler) keepForm(w http.ResponseWriter, r *http.Request, rq *request) 
 		return false, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxKeptForm+1))
-	if err != nil || len(b) > maxKeptForm {
+	// Not kept: the request goes on with the body it came with.
+	unread := func() (bool, error) {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
 		return false, nil
 	}
+	if err != nil || len(b) > maxKeptForm {
+		return unread()
+	}
 	if _, err := url.ParseQuery(string(b)); err != nil {
-		return false, nil
+		return unread()
 	}
 	now := time.Now()
 	if !keptForms.take(now) {
 		h.logger.Warn("a form posted without a session was not kept: too many kept forms", zap.Int("limit", maxFormsKept))
-		return false, nil
+		return unread()
 	}
 	v, err := securecookie.EncodeMulti(formCookie, &keptForm{URL: uri, Body: string(b), Issued: now.Unix()}, h.formCodecs()...)
 	if err != nil {
-		return false, nil
+		return unread()
 	}
 	id := randomID(24)
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	if err := h.shared.store.Put(ctx, formKey(id), []byte(v), formTTL); err != nil {
 		h.logger.Warn("keeping a form posted without a session failed", zap.Error(err))
-		return false, nil
+		return unread()
 	}
 	secure := rq.secure
 	http.SetCookie(w, sessioncookie.New(sessioncookie.Name(formCookie, secure), id, secure, formTTL))

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/k1sso/k1sso/caddymodule"
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
@@ -200,5 +202,173 @@ func TestReplayRefused(t *testing.T) {
 	}
 	if len(up.all()) != 0 {
 		t.Fatal("a post without a session reached BMS")
+	}
+}
+
+// optionalFormWorld is formWorld in optional mode, with a 2 s idle timeout
+// and BMS's login page and session cookie named, and bob signed in.
+func optionalFormWorld(t *testing.T) (*world, *formUpstream, *http.Client) {
+	t.Helper()
+	caddymodule.SetLifecycleUnit(t, time.Second)
+	up := newFormUpstream(t)
+	w := &world{k1: k1devtest.Start(t, nil)}
+	w.s = testenv.Site{K1: w.k1.URL, Upstream: up.URL, Users: testenv.DemoUsers(t),
+		Options: []string{"session_idle_timeout 2s", "login_path /login", "upstream_cookies BMSSESSION"}}
+	w.px = testenv.StartCaddy(t, w.s)
+	c, resp := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
+	resp.Body.Close()
+	return w, up, c
+}
+
+// sameOrigin is what a browser sends with a form of this site.
+func sameOrigin(base string) []string {
+	return []string{"Origin", base, "Sec-Fetch-Site", "same-origin"}
+}
+
+// replayAfterLogin follows a kept form through the login to the replay
+// page, posts what it holds and checks BMS got the form once, as bob, with
+// every field.
+func replayAfterLogin(t *testing.T, w *world, up *formUpstream, c *http.Client, resp *http.Response, path string, form url.Values) {
+	t.Helper()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/.k1sso/login?rd=%2F.k1sso%2Freplay") {
+		t.Fatalf("form of an ended session: %d %q, want 303 to the login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if len(up.all()) != 0 {
+		t.Fatalf("the form reached BMS before the login: %+v", up.all())
+	}
+	resp = get(t, c, w.px.URL+resp.Header.Get("Location"))
+	page := body(t, resp)
+	if resp.Request.URL.Path != "/.k1sso/replay" {
+		t.Fatalf("after the login: %s, want the replay page", resp.Request.URL)
+	}
+	action, sent := replayForm(t, page)
+	if got, _ := url.ParseQuery(sent); action != path || got.Encode() != form.Encode() {
+		t.Fatalf("replay to %q with %v, want %q with %v", action, got, path, form)
+	}
+	resp = postForm(t, c, w.px.URL, action, sent, sameOrigin(w.px.URL)...)
+	resp.Body.Close()
+	if p := up.all(); len(p) != 1 || p[0].path != path || p[0].user != "bob" || p[0].body != sent {
+		t.Fatalf("BMS got %+v, want the form once as bob", p)
+	}
+	resp = get(t, c, w.px.URL+"/.k1sso/replay")
+	if b := body(t, resp); resp.StatusCode != http.StatusNotFound || strings.Contains(b, "k1sso-replay") {
+		t.Fatalf("second replay: %d %.200s", resp.StatusCode, b)
+	}
+}
+
+// In optional mode a form posted with the cookie of a session that went
+// idle is the user's, typed while the session ran out: it is kept and
+// replayed after the K1 login as in enforce mode.
+func TestReplayOptionalIdleSession(t *testing.T) {
+	w, up, c := optionalFormWorld(t)
+	time.Sleep(2500 * time.Millisecond)
+	if cookieOf(c, w.px.URL, "k1sso") == "" {
+		t.Fatal("the browser dropped the idle session's cookie")
+	}
+	form := url.Values{"title": {"Printer on fire & smoking"}, "account": {"Acme <Main> Office"}, "priority": {"High"},
+		"description": {"Line one\r\nLine two: 100% \"urgent\""}}
+	resp := postForm(t, c, w.px.URL, "/tickets", form.Encode(), sameOrigin(w.px.URL)...)
+	resp.Body.Close()
+	replayAfterLogin(t, w, up, c, resp, "/tickets", form)
+}
+
+// In optional mode a form posted with the cookie of a session past its
+// end (the proxy's clock moved on; the browser still sends the cookie) is
+// kept too: the cookie is k1sso's own, authenticated, so it proves the
+// session.
+func TestReplayOptionalExpiredSession(t *testing.T) {
+	w, up, c := optionalFormWorld(t)
+	caddymodule.ShiftClock(t, 9*time.Hour)
+	form := url.Values{"title": {"after the lifetime"}, "tag": {"a", "b"}}
+	resp := postForm(t, c, w.px.URL, "/tickets?queue=2", form.Encode(), sameOrigin(w.px.URL)...)
+	resp.Body.Close()
+	// The login that follows is at K1's time again, without the old cookie.
+	caddymodule.ShiftClock(t, 0)
+	endSession(t, c, w.px.URL)
+	replayAfterLogin(t, w, up, c, resp, "/tickets?queue=2", form)
+}
+
+// In optional mode every other post passes to BMS untouched, body and all:
+// without a session cookie, with one that is not k1sso's (garbage, or a
+// forgery), cross-site or without fetch metadata even with an ended
+// session's cookie, to BMS's own login page, with BMS's own session
+// cookie, and a form too large to keep that the proxy had to read to know.
+func TestReplayOptionalPassesOtherPosts(t *testing.T) {
+	w, up, c := optionalFormWorld(t)
+	idle := cookieOf(c, w.px.URL, "k1sso")
+	time.Sleep(2500 * time.Millisecond)
+	big := "f=" + strings.Repeat("x", 70<<10)
+	for i, tc := range []struct {
+		name, path, body string
+		cookies          []*http.Cookie
+		hdr              []string
+		chunked          bool
+	}{
+		{name: "no cookie", path: "/tickets", body: "a=1", hdr: sameOrigin(w.px.URL)},
+		{name: "garbage cookie", path: "/tickets", body: "a=2", cookies: []*http.Cookie{{Name: "k1sso", Value: "garbage"}}, hdr: sameOrigin(w.px.URL)},
+		{name: "forged cookie", path: "/tickets", body: "a=3", cookies: []*http.Cookie{{Name: "k1sso", Value: idle[:len(idle)-4] + "AAAA"}}, hdr: sameOrigin(w.px.URL)},
+		{name: "cross-site", path: "/tickets", body: "a=4", cookies: []*http.Cookie{{Name: "k1sso", Value: idle}}, hdr: []string{"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"}},
+		{name: "same-site", path: "/tickets", body: "a=5", cookies: []*http.Cookie{{Name: "k1sso", Value: idle}}, hdr: []string{"Sec-Fetch-Site", "same-site", "Origin", w.px.URL}},
+		{name: "no fetch metadata", path: "/tickets", body: "a=6", cookies: []*http.Cookie{{Name: "k1sso", Value: idle}}},
+		{name: "BMS's login", path: "/login", body: "a=7", cookies: []*http.Cookie{{Name: "k1sso", Value: idle}}, hdr: sameOrigin(w.px.URL)},
+		{name: "BMS's own session", path: "/tickets", body: "a=8", cookies: []*http.Cookie{{Name: "k1sso", Value: idle}, {Name: "BMSSESSION", Value: "native"}}, hdr: sameOrigin(w.px.URL)},
+		{name: "too large, chunked", path: "/tickets", body: big, cookies: []*http.Cookie{{Name: "k1sso", Value: idle}}, hdr: sameOrigin(w.px.URL), chunked: true},
+	} {
+		var rd io.Reader = strings.NewReader(tc.body)
+		if tc.chunked {
+			rd = io.MultiReader(rd) // no length: sent chunked
+		}
+		req, _ := http.NewRequest(http.MethodPost, w.px.URL+tc.path, rd)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for j := 0; j+1 < len(tc.hdr); j += 2 {
+			req.Header.Set(tc.hdr[j], tc.hdr[j+1])
+		}
+		for _, ck := range tc.cookies {
+			req.AddCookie(ck)
+		}
+		resp, err := testenv.NoRedirect(nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		p := up.all()
+		if resp.StatusCode != http.StatusOK || len(p) != i+1 || p[i].path != tc.path || p[i].user != "" || p[i].body != tc.body {
+			t.Errorf("%s: %d, BMS got %d posts; want it passed on untouched", tc.name, resp.StatusCode, len(p))
+			return
+		}
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "k1sso-form" {
+				t.Errorf("%s: a form was kept", tc.name)
+			}
+		}
+	}
+}
+
+// In optional mode a form posted with the cookie of a session revoked at
+// K1 (back-channel logout) is kept as well: the revoked session goes
+// through K1, which asks for the password again.
+func TestReplayOptionalRevokedSession(t *testing.T) {
+	w, up, c := optionalFormWorld(t)
+	cookie := cookieOf(c, w.px.URL, "k1sso")
+	w.k1.Server.EndSessions("bob")
+	for i := 0; ; i++ {
+		resp := withCookie(t, w.px.URL, "/x", cookie)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			break
+		}
+		if i > 100 {
+			t.Fatal("the back-channel logout did not revoke the session")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp := postForm(t, c, w.px.URL, "/tickets", "title=x", sameOrigin(w.px.URL)...)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/.k1sso/login?rd=%2F.k1sso%2Freplay") ||
+		cookieOf(c, w.px.URL, "k1sso-form") == "" {
+		t.Fatalf("form of a revoked session: %d %q, want it kept", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if p := up.all(); len(p) != 0 {
+		t.Fatalf("BMS got %+v", p)
 	}
 }

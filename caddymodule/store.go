@@ -31,13 +31,17 @@ var sweptFolders = []string{"state", loginRecordFolder + "/" + store.KindSID, lo
 type storeConfig struct {
 	backend store.Backend
 	kind    string // the module's name: caddy, redis, or a third party's
-	id      string // for the pool key: the module ID and its PoolKey
+	// id is for the pool key: the module ID, its PoolKey and a hash of
+	// its JSON, so two configurations of a module share pooled state only
+	// when they are the same even if the module's PoolKey says less.
+	id string
 }
 
 // loadStore loads the store module of the handler (the caddy store when
 // none is configured). Its errors name the store option.
 func (h *Handler) loadStore(ctx caddy.Context) (storeConfig, error) {
 	var b store.Backend = new(caddystore.Backend)
+	sum := sha256.Sum256(h.StoreRaw) // LoadModule clears StoreRaw
 	if len(h.StoreRaw) > 0 {
 		mod, err := ctx.LoadModule(h, "StoreRaw")
 		if err != nil {
@@ -49,7 +53,7 @@ func (h *Handler) loadStore(ctx caddy.Context) (storeConfig, error) {
 		}
 	}
 	id := b.CaddyModule().ID
-	return storeConfig{backend: b, kind: id.Name(), id: string(id) + "\x00" + b.PoolKey()}, nil
+	return storeConfig{backend: b, kind: id.Name(), id: string(id) + "\x00" + b.PoolKey() + "\x00" + hex.EncodeToString(sum[:8])}, nil
 }
 
 // storeNamespace names one deployment (issuer and client) in a store that

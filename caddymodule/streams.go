@@ -19,23 +19,28 @@ import (
 // A WebSocket or an event stream outlives the request that checked its
 // session, so it is watched: once a stream is established, a ticker checks
 // its session every streamCheck against what plain requests check (the
-// revocation set, the lifetime, the idle timeout), and when the session is
-// over it cancels the request's context. The reverse proxy closes both
-// sides of a WebSocket tunnel (HTTP/1.1 hijacked or HTTP/2 extended
-// CONNECT) and ends an event stream when that context ends. Plain requests
-// are never wrapped: only a request that asks for a WebSocket or an event
-// stream is.
+// revocation set and whether it is in sync with the store, the lifetime,
+// the idle timeout), and when the session is over it cancels the request's
+// context. The reverse proxy closes both sides of a WebSocket tunnel
+// (HTTP/1.1 hijacked or HTTP/2 extended CONNECT) and ends an event stream
+// when that context ends. Plain requests are never wrapped: only a request
+// that asks for a WebSocket or an event stream is.
 //
 // A revocation made at another instance reaches the set at once with the
 // redis store (within about a second with the caddy store), so a stream is
-// closed within that plus streamCheck.
+// closed within that plus streamCheck. While the store is out of reach a
+// stream stays open for storeGrace, as its session's requests are served,
+// and is closed with them.
 var streamCheck = 250 * time.Millisecond
 
 // Reasons a stream was closed, the label of streams_closed_total.
 const (
 	streamRevoked = "revoked" // a logout here, at K1 or at another instance; an admin revoke
-	streamExpired = "expired" // session_lifetime reached
+	streamExpired = "expired" // session_lifetime reached (as it is now, like requests)
 	streamIdle    = "idle"    // session_idle_timeout reached
+	// streamStoreOutOfSync: the revocations are out of sync with the store
+	// beyond storeGrace, when the session's requests get a 503.
+	streamStoreOutOfSync = "store_out_of_sync"
 )
 
 // Stream metrics, process-wide like the others (see metrics.go).
@@ -43,7 +48,7 @@ var (
 	streamsOpen = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 		Name: "streams_open", Help: "WebSockets and event streams open with a K1 session, watched for the end of their session."})
 	streamsClosed = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
-		Name: "streams_closed_total", Help: "WebSockets and event streams the proxy closed because their session ended, by reason: revoked, expired, idle."},
+		Name: "streams_closed_total", Help: "WebSockets and event streams the proxy closed because their session ended, by reason: revoked, expired, idle, store_out_of_sync."},
 		[]string{"reason"})
 )
 
@@ -84,7 +89,7 @@ func (h *Handler) watchStream(ctx context.Context, cancel context.CancelFunc, e 
 				continue
 			}
 			streamsClosed.WithLabelValues(reason).Inc()
-			if ce := h.logger.Check(zapcore.DebugLevel, "closing a stream: its session ended"); ce != nil {
+			if ce := h.logger.Check(zapcore.DebugLevel, "closing a stream: its session ended or cannot be checked"); ce != nil {
 				ce.Write(zap.String("reason", reason), zap.String("k1_sub", e.s.Subject()))
 			}
 			cancel()
@@ -93,17 +98,23 @@ func (h *Handler) watchStream(ctx context.Context, cancel context.CancelFunc, e 
 	}
 }
 
-// streamOver is why the session of a stream is over, or "". A store out of
-// reach does not end streams: the revocations it may hold arrive when it is
-// back, and then end theirs.
+// streamOver is why the session of a stream is over, or "". It asks what
+// the request path asks (revocationState): a stream lives exactly as long
+// as a plain request of its session would be served, so a session revoked
+// at another instance while the store is out of reach does not keep its
+// streams past storeGrace. A revocation or an end the session certainly
+// has is named before the store's doubt.
 func (h *Handler) streamOver(e *sessionEntry, now time.Time) string {
+	revoked, stale := h.revocationState(e)
 	switch {
-	case h.shared.revocations.matches(&e.s):
+	case revoked:
 		return streamRevoked
-	case now.Unix() >= e.s.Expires():
+	case now.Unix() >= h.shared.ends(e.s.Issued(), e.s.Expires()):
 		return streamExpired
 	case h.idleOver(e, now):
 		return streamIdle
+	case stale:
+		return streamStoreOutOfSync
 	}
 	return ""
 }

@@ -52,6 +52,7 @@ func TestStreamOver(t *testing.T) {
 	h := idleHandler(t)
 	h.shared.revocations = newRevocationSet()
 	now := time.Now()
+	h.shared.revocations.Synced(now)
 	entry := func(id string, issued, expires, used time.Time) *sessionEntry {
 		c, _ := newCachedSession(&session{ID: id, Subject: "k1|bob", Issued: issued.Unix(), Expires: expires.Unix()})
 		e := &sessionEntry{s: c}
@@ -71,6 +72,41 @@ func TestStreamOver(t *testing.T) {
 	h.shared.revocations.Add(store.Revocation{Kind: store.KindID, Value: "live", Expires: now.Add(time.Hour).Unix()})
 	if got := h.streamOver(live, now); got != streamRevoked {
 		t.Errorf("revoked session: %q", got)
+	}
+}
+
+// A stream follows its session's requests while the store is out of sync:
+// within the grace they are served, so it stays open; past it they get a
+// 503, so it is closed. The verdict is the request path's, revocationState.
+func TestStreamOverStoreOutOfSync(t *testing.T) {
+	h := idleHandler(t)
+	h.shared.revocations = newRevocationSet()
+	now := time.Now()
+	c, _ := newCachedSession(&session{ID: "s", Subject: "k1|bob", Issued: now.Add(-time.Hour).Unix(), Expires: now.Add(time.Hour).Unix()})
+	e := &sessionEntry{s: c}
+	e.used.Store(uint32(now.Unix()))
+	for _, tc := range []struct {
+		synced time.Duration // before now
+		want   string
+	}{
+		{0, ""},
+		{storeGrace - time.Second, ""}, // a blip shorter than the grace
+		{storeGrace + 100*time.Millisecond, streamStoreOutOfSync},
+		{time.Minute, streamStoreOutOfSync},
+	} {
+		h.shared.revocations.syncedAt.Store(0)
+		h.shared.revocations.Synced(time.Now().Add(-tc.synced))
+		if _, stale := h.revocationState(e); stale != (tc.want != "") {
+			t.Fatalf("synced %s ago: the request path says stale=%v", tc.synced, stale)
+		}
+		if got := h.streamOver(e, now); got != tc.want {
+			t.Errorf("synced %s ago: stream over %q, want %q", tc.synced, got, tc.want)
+		}
+	}
+	// A revocation the instance knows is named as such, in sync or not.
+	h.shared.revocations.Add(store.Revocation{Kind: store.KindID, Value: "s", Expires: now.Add(time.Hour).Unix()})
+	if got := h.streamOver(e, now); got != streamRevoked {
+		t.Errorf("revoked while out of sync: %q", got)
 	}
 }
 

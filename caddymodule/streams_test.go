@@ -125,12 +125,12 @@ func endsWithin(t *testing.T, what string, ended <-chan time.Time, since time.Ti
 	t.Helper()
 	select {
 	case at := <-ended:
-		t.Logf("%s ended %s after the logout", what, at.Sub(since))
+		t.Logf("%s ended %s after the end of its session", what, at.Sub(since))
 		if at.Sub(since) > limit {
-			t.Errorf("%s ended %s after the logout; want within %s", what, at.Sub(since), limit)
+			t.Errorf("%s ended %s after the end of its session; want within %s", what, at.Sub(since), limit)
 		}
 	case <-time.After(limit + 3*time.Second):
-		t.Errorf("%s still open %s after the logout", what, limit+3*time.Second)
+		t.Errorf("%s still open %s after the end of its session", what, limit+3*time.Second)
 	}
 }
 
@@ -201,5 +201,64 @@ func TestStreamEndsAtIdleTimeout(t *testing.T) {
 	}
 	if got := caddymodule.StreamsClosed("idle") - before; got != 1 {
 		t.Errorf("streams_closed_total{reason=idle} grew by %v, want 1", got)
+	}
+}
+
+// streamsOnRedis is k1dev, one instance on a redis store in front of the
+// stream upstream, and bob's session cookie.
+func streamsOnRedis(t *testing.T) (*testenv.Redis, string, string) {
+	t.Helper()
+	rd := testenv.StartRedis(t)
+	k1 := k1devtest.Start(t, nil)
+	px := testenv.StartCaddy(t, testenv.Site{K1: k1.URL, Upstream: streamUpstream(t), Users: testenv.DemoUsers(t),
+		Options: []string{"enforce", "store redis " + rd.URL}})
+	c := k1devtest.NewClient()
+	if _, err := k1.Login(c, px.URL+"/.k1sso/login?rd=/x", "bob", "Acme MSP", "bob-pass"); err != nil {
+		t.Fatal(err)
+	}
+	return rd, px.URL, cookieOf(c, px.URL, "k1sso")
+}
+
+// Streams follow the requests of their session while the store is out of
+// reach: past the store grace (5 s) a request gets a 503, because a logout
+// at another instance may be missing here, so its streams are closed too,
+// within the grace plus 1 s of the store going away.
+func TestStreamsEndWhenStoreOutOfSync(t *testing.T) {
+	rd, base, cookie := streamsOnRedis(t)
+	_, sse := openSSE(t, base, cookie)
+	_, ws := openWS(t, base, cookie)
+	before := caddymodule.StreamsClosed("store_out_of_sync")
+	rd.Stop()
+	down := time.Now()
+	endsWithin(t, "the event stream", sse, down, 5*time.Second+time.Second)
+	endsWithin(t, "the WebSocket", ws, down, 5*time.Second+time.Second)
+	if got := caddymodule.StreamsClosed("store_out_of_sync") - before; got != 2 {
+		t.Errorf("streams_closed_total{reason=store_out_of_sync} grew by %v, want 2", got)
+	}
+	// The same verdict as a plain request of the session.
+	resp := withCookie(t, base, "/x", cookie)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a request with the store out of sync: %d, want 503", resp.StatusCode)
+	}
+}
+
+// A store blip shorter than the grace closes nothing.
+func TestStreamsOutliveStoreBlip(t *testing.T) {
+	rd, base, cookie := streamsOnRedis(t)
+	_, sse := openSSE(t, base, cookie)
+	rd.Stop()
+	down := time.Now()
+	time.Sleep(time.Second)
+	rd.Start()
+	select {
+	case at := <-sse:
+		t.Fatalf("the event stream ended %s after a 1 s store outage", at.Sub(down))
+	case <-time.After(time.Until(down.Add(5*time.Second + 2*time.Second))):
+	}
+	resp := withCookie(t, base, "/x", cookie)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a request after the blip: %d, want 200", resp.StatusCode)
 	}
 }

@@ -210,6 +210,10 @@ KaseyaOne users (log in with username, company, password and a 6-digit code):
 BMS's own accounts (native login, no KaseyaOne):
   alice / alice-bms, bob / bob-bms (tenant acme), alice.labs / alice.labs-bms (tenant acme-labs)
 
+A form after the session ended: log in with KaseyaOne, open Service Desk → New ticket,
+leave it unused past the idle timeout (5 minutes in the root Caddyfile), then submit:
+it is sent again after the KaseyaOne login.
+
 `)
 }
 
