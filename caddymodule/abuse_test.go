@@ -11,18 +11,6 @@ import (
 	"github.com/k1sso/k1sso/internal/testenv"
 )
 
-// identityLike reports whether a header name is a spelling of an identity
-// header (any case, '_' for '-').
-func identityLike(name string) bool {
-	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	for _, id := range []string{"x-bms-user", "x-bms-tenant", "x-bms-roles", "x-k1-email", "x-k1-subject", "x-k1-assertion"} {
-		if n == id {
-			return true
-		}
-	}
-	return false
-}
-
 // TestAbuseHeaderSmuggling sends identity headers in every spelling, twice,
 // and empty, with and without a session: the upstream sees only what k1sso
 // set, once.

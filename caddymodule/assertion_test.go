@@ -1,9 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -11,24 +8,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 )
-
-// testSigner is an assertion signer with a fresh key and its public JWKS.
-func testSigner(t testing.TB) (*assertionSigner, jose.JSONWebKeySet) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newAssertionSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(a.jwks, &set); err != nil {
-		t.Fatal(err)
-	}
-	return a, set
-}
 
 // payloadClaims are the claims as a relying party decodes them.
 type payloadClaims struct {

@@ -3,7 +3,6 @@ package caddymodule_test
 import (
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,6 @@ import (
 	"github.com/k1sso/k1sso/internal/hostileop"
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
-	"github.com/k1sso/k1sso/k1dev"
 )
 
 // otherCoWorld is the demo world plus BMS accounts of K1 company "Other
@@ -22,20 +20,7 @@ import (
 // a K1 user of Other Co who is listed as an admin of acme.
 func otherCoWorld(t *testing.T) *world {
 	t.Helper()
-	cfg := k1dev.DefaultConfig()
-	cfg.Users = append(cfg.Users, k1dev.User{Username: "dave", Company: "Other Co", Password: "dave-pass",
-		Email: "dave@other.example", Name: "Dave Other", TOTPSecret: "JBSWY3DPEHPK3PXPDAVEAAAAAAAAAAAA"})
-	users := testenv.DemoUsers(t)
-	f, err := os.OpenFile(users, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.WriteString("carol@other.example,carol,acme,Acme,\ncarol@other.example,carol.labs,acme-labs,Acme Labs,\ndave@other.example,dave,acme,Acme,admin\n")
-	f.Close()
-	w := &world{k1: k1devtest.Start(t, cfg), up: testenv.NewUpstream(t)}
-	w.s = testenv.Site{K1: w.k1.URL, Upstream: w.up.URL, Users: users}
-	w.px = testenv.StartCaddy(t, w.s)
-	return w
+	return daveWorld(t, "carol@other.example,carol,acme,Acme,\ncarol@other.example,carol.labs,acme-labs,Acme Labs,\ndave@other.example,dave,acme,Acme,admin\n")
 }
 
 // noUpstreamAs fails when the upstream received a request as bmsUser.

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-	"go.uber.org/zap"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -24,37 +21,6 @@ import (
 // `go test -run '^$' -bench . -benchmem ./caddymodule/`). They time the
 // parts one by one; bench/cmd/loadbench times the whole proxy.
 
-const benchUsers = "email,bms_user,tenant,tenant_name,roles\n" +
-	"alice@acme.example,alice,acme,Acme,admin\n" +
-	"alice@acme.example,alice.labs,acme-labs,Acme Labs,admin\n" +
-	"bob@acme.example,bob,acme,Acme,\n"
-
-// benchHandler is a handler with real codecs, cache, directory and signer,
-// and no Caddy around it.
-func benchHandler(b testing.TB) *Handler {
-	b.Helper()
-	cfg := &config{cookieKeys: [][]byte{[]byte(strings.Repeat("s", 32))}}
-	cache, err := lru.New[cacheKey, *sessionEntry](sessionCacheSize)
-	if err != nil {
-		b.Fatal(err)
-	}
-	data, err := parseUsers(strings.NewReader(benchUsers), 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := &directory{logger: zap.NewNop(), stop: make(chan struct{})}
-	dir.data.Store(data)
-	signer, _ := testSigner(b)
-	revs := newRevocationSet()
-	// No store keeps the set in sync here: without a far-off sync time a
-	// run longer than the store grace (5 s) would measure the 503 of a
-	// store out of sync instead of the known-session path.
-	revs.Synced(time.Now().Add(24 * time.Hour))
-	s := &shared{cfg: cfg, now: clockNow, codecs: newCookieCodecs(cfg), sessions: cache, dir: dir, signer: signer, revocations: revs}
-	s.running.Store(true) // what the k1sso app's Start does (app.go), without the store
-	return &Handler{cfg: cfg, shared: s, externalStr: "https://bms.example", logger: zap.NewNop()}
-}
-
 // benchRequest is a browser-like request carrying bob's session cookie
 // among other cookies and headers.
 func benchRequest(b *testing.B, h *Handler) *http.Request {
@@ -63,10 +29,6 @@ func benchRequest(b *testing.B, h *Handler) *http.Request {
 	sess := &session{ID: randomID(18), Subject: "k1|bob", Email: "bob@acme.example", Name: "Bob Builder",
 		SID: randomID(12), Company: "Acme MSP", Tenant: "acme", IDToken: strings.Repeat("t", 800),
 		AuthTime: now.Unix(), Issued: now.Unix(), Expires: now.Add(8 * time.Hour).Unix()}
-	rec := httptest.NewRecorder()
-	if err := h.shared.writeSession(rec, httptest.NewRequest("GET", "/", nil), sess, false); err != nil {
-		b.Fatal(err)
-	}
 	r := httptest.NewRequest("GET", "/dashboard", nil)
 	for k, v := range map[string]string{
 		"User-Agent":      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36",
@@ -78,11 +40,7 @@ func benchRequest(b *testing.B, h *Handler) *http.Request {
 	} {
 		r.Header.Set(k, v)
 	}
-	cookies := []string{"_ga=GA1.1.123456789.1700000000", "BMSSESSION=abcdef0123456789"}
-	for _, c := range rec.Result().Cookies() {
-		cookies = append(cookies, c.Name+"="+c.Value)
-	}
-	r.Header.Set("Cookie", strings.Join(cookies, "; "))
+	r.Header.Set("Cookie", "_ga=GA1.1.123456789.1700000000; BMSSESSION=abcdef0123456789; "+sessionCookies(b, h, sess))
 	return r
 }
 

@@ -18,14 +18,6 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy" // the docs example proxies
 )
 
-const minimal = `k1sso {
-	issuer http://127.0.0.1:9000
-	client_id bms-proxy
-	client_secret {env.K1_CLIENT_SECRET}
-	cookie_secret {env.NEW_SECRET} {env.OLD_SECRET}
-	users /etc/k1sso/users.csv
-`
-
 // adaptFixtures are Caddyfiles with the exact JSON they adapt to, in the
 // format of Caddy's caddytest/integration/caddyfile_adapt: the Caddyfile, a
 // line of ten dashes, the JSON.

@@ -15,24 +15,6 @@ import (
 // 127.0.0.1.
 const secureExternal = "https://bms.example"
 
-// rawNoFollow is a client that never follows redirects and keeps no cookies.
-var rawNoFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-
-// send makes one request with a raw Cookie header (as a browser writes it)
-// and returns the answer, unread.
-func getWithCookie(t *testing.T, u, cookie string) *http.Response {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
-	}
-	resp, err := rawNoFollow.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
-}
-
 // setCookie returns the value a response sets for a cookie, or "".
 func setCookieOf(resp *http.Response, name string) string {
 	for _, c := range resp.Cookies() {

@@ -31,22 +31,17 @@ func SetDiscoveryBackoff(tb testing.TB, lo, hi time.Duration) {
 	setTunable(tb, maxBackoff, hi)
 }
 
-func setTunable(tb testing.TB, t *tunable, d time.Duration) {
-	old := t.get()
-	t.set(d)
-	tb.Cleanup(func() { t.set(old) })
-}
-
-// fuzzShared is pooled state with real cookie codecs, no I/O.
-func fuzzShared() *shared {
-	cfg := &config{cookieKeys: [][]byte{[]byte("fuzz-cookie-secret-0123456789abcdef")}, loginTimeout: 10 * time.Minute, landingPage: "/"}
-	return &shared{cfg: cfg, now: clockNow, codecs: newCookieCodecs(cfg)}
+// fuzzShared is cookieShared with the login options the callback reads.
+func fuzzShared(tb testing.TB) *shared {
+	s := cookieShared(tb, "fuzz-cookie-secret-0123456789abcdef")
+	s.cfg.loginTimeout, s.cfg.landingPage = 10*time.Minute, "/"
+	return s
 }
 
 // FuzzSessionCookie: any Cookie header decodes to a valid session or to
 // none, without panicking; a valid session is never accepted when expired.
 func FuzzSessionCookie(f *testing.F) {
-	s := fuzzShared()
+	s := fuzzShared(f)
 	now := time.Unix(1_800_000_000, 0)
 	good, _ := securecookie.EncodeMulti(sessionCookie, &session{ID: "i", Subject: "k1|bob", Email: "bob@acme.example", Tenant: "acme", Issued: now.Unix(), Expires: now.Unix() + 3600}, s.codecs.session...)
 	f.Add("k1sso=" + good)
@@ -71,7 +66,7 @@ func FuzzSessionCookie(f *testing.F) {
 // FuzzCallbackState: the login-state lookup of a callback accepts only a
 // cookie whose signed state equals the query's state.
 func FuzzCallbackState(f *testing.F) {
-	s := fuzzShared()
+	s := fuzzShared(f)
 	h := &Handler{cfg: s.cfg, shared: s}
 	st := loginState{State: "abcdefghijklmnopqrstuvwxyz", Nonce: "n", Verifier: "v", RD: "/", Issued: time.Now().Unix()}
 	v, _ := securecookie.EncodeMulti(loginCookiePre, &st, s.codecs.login...)

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,57 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
-
-// idleHandler is a handler with real codecs, cache and directory, enforce
-// on and an idle timeout of 30m (re-issue every minute).
-func idleHandler(t testing.TB) *Handler {
-	h := benchHandler(t)
-	h.Enforce = true
-	h.cfg.lifetime = 8 * time.Hour
-	h.cfg.loginPath, h.cfg.landingPage = "/login", "/"
-	h.SessionIdleTimeout = caddy.Duration(30 * time.Minute)
-	if err := h.provisionLifecycle(); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// sessionCookieFor encodes bob's session last used at used.
-func sessionCookieFor(t testing.TB, h *Handler, id string, issued, used time.Time) string {
-	t.Helper()
-	sess := &session{ID: id, Subject: "k1|bob", Email: "bob@acme.example", Tenant: "acme", IDToken: "t",
-		Issued: issued.Unix(), Expires: issued.Add(8 * time.Hour).Unix(), Used: used.Unix()}
-	v, err := securecookie.EncodeMulti(sessionCookie, sess, h.shared.codecs.session...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-// serveWith runs one navigation with the cookie through h and returns the
-// user the next handler saw ("" when it was not called) and the response.
-func serveWith(t testing.TB, h *Handler, cookie string) (string, *httptest.ResponseRecorder) {
-	t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "/dashboard", nil)
-	r.Header.Set("Accept", "text/html")
-	r.Header.Set("Cookie", sessionCookie+"="+cookie)
-	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
-	user := ""
-	next := caddyhttp.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) error {
-		// Read under both spellings: the key is being made canonical.
-		if v := append(r.Header[hdrUser], r.Header.Values(hdrUser)...); len(v) > 0 {
-			user = v[0]
-		}
-		return nil
-	})
-	rec := httptest.NewRecorder()
-	if err := h.ServeHTTP(rec, r, next); err != nil {
-		t.Fatal(err)
-	}
-	return user, rec
-}
 
 // reissued returns the session in a re-issued cookie, or nil.
 func reissued(t testing.TB, h *Handler, rec *httptest.ResponseRecorder) (*session, string) {

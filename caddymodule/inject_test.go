@@ -3,7 +3,6 @@ package caddymodule_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,132 +22,6 @@ import (
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
-
-const (
-	loginPage = "<!doctype html>\n<html><head><title>BMS</title></head><body>\n<form id=\"login-box\" method=\"post\"><input name=\"username\"></form>\n</body></html>\n"
-	dashPage  = "<!doctype html>\n<html><head><title>BMS</title></head><body>\n<header><span class=\"brand\">BMS</span> <span id=\"user-name\">bob</span> <a id=\"logout\" href=\"/logout\">Log out</a></header>\n<main>tickets</main>\n</body></html>\n"
-	plainPage = "<!doctype html>\n<html><body><main>no user name here</main></body></html>\n"
-	// The launcher snippet's fixed part, as the spec names it.
-	launcherTag = `<a id="k1sso-launcher" href="/.k1sso/launcher" title="KaseyaOne apps"`
-	loginTag    = `<a id="k1sso-login-link" href="/.k1sso/login">Log in with KaseyaOne</a>`
-)
-
-// bigPage is a 10 MB page, built once.
-var bigPage = func() []byte {
-	var b bytes.Buffer
-	b.WriteString("<!doctype html><html><body><header>BMS</header>\n")
-	for b.Len() < 10<<20 {
-		b.WriteString("<p>a line of a long ticket list, 0123456789</p>\n")
-	}
-	b.WriteString("</body></html>\n")
-	return b.Bytes()
-}()
-
-// pageUpstream serves fixed pages in the coding asked with ?enc=
-// (gzip, zstd, or br: a body the proxy cannot decode), with the CSPs of
-// ?csp= (and Report-Only ones of ?cspro=), and in pieces with ?split=; http.ServeContent answers HEAD,
-// If-None-Match and Range. It echoes the Accept-Encoding it saw.
-func pageUpstream(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		hdr := w.Header()
-		hdr.Set("X-Seen-Accept-Encoding", r.Header.Get("Accept-Encoding"))
-		ctype, page := "text/html; charset=utf-8", ""
-		switch r.URL.Path {
-		case "/login":
-			page = loginPage
-		case "/dashboard":
-			page = dashPage
-		case "/plain":
-			page = plainPage
-		case "/login/big":
-			hdr.Set("Content-Type", ctype)
-			for p := bigPage; len(p) > 0; {
-				n := min(len(p), 64<<10)
-				if _, err := w.Write(p[:n]); err != nil {
-					return
-				}
-				p = p[n:]
-			}
-			return
-		case "/missing":
-			hdr.Set("Content-Type", ctype)
-			w.WriteHeader(http.StatusNotFound)
-			io.WriteString(w, plainPage)
-			return
-		case "/data.json":
-			ctype, page = "application/json", `{"html":"<span id=\"user-name\">x</span></body>"}`
-		case "/img.png":
-			ctype, page = "image/png", "\x89PNG\r\n\x1a\n</body>\x00\x01"
-		case "/events":
-			hdr.Set("Content-Type", "text/event-stream")
-			for i := range 3 {
-				fmt.Fprintf(w, "data: <span id=\"user-name\">%d</span></body>\n\n", i)
-				w.(http.Flusher).Flush()
-			}
-			return
-		default:
-			http.NotFound(w, r)
-			return
-		}
-		body := encode(t, q.Get("enc"), []byte(page))
-		hdr.Set("Content-Type", ctype)
-		if e := q.Get("enc"); e != "" {
-			hdr.Set("Content-Encoding", e)
-		}
-		for _, csp := range q["csp"] {
-			hdr.Add("Content-Security-Policy", csp)
-		}
-		for _, csp := range q["cspro"] {
-			hdr.Add("Content-Security-Policy-Report-Only", csp)
-		}
-		hdr.Set("ETag", `"v1"`)
-		if q.Has("split") {
-			// Cut inside every marker, with time for each piece to travel
-			// as a write of its own.
-			hdr.Set("Content-Length", fmt.Sprint(len(body)))
-			cuts := []int{bytes.Index(body, []byte("user-")) + 5, bytes.Index(body, []byte("</sp")) + 3, bytes.Index(body, []byte("</bo")) + 3}
-			last := 0
-			for _, c := range append(cuts, len(body)) {
-				if c < last {
-					continue
-				}
-				w.Write(body[last:c])
-				w.(http.Flusher).Flush()
-				time.Sleep(30 * time.Millisecond)
-				last = c
-			}
-			return
-		}
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-func encode(t *testing.T, enc string, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	switch enc {
-	case "":
-		return b
-	case "gzip":
-		zw := gzip.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-	case "zstd":
-		zw, _ := zstd.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-	case "br":
-		bw := brotli.NewWriter(&out)
-		bw.Write(b)
-		bw.Close()
-	case "deflate":
-		return append([]byte("\x1b\x00not-really-deflate"), b...)
-	}
-	return out.Bytes()
-}
 
 func decode(t *testing.T, enc string, b []byte) []byte {
 	t.Helper()
@@ -179,34 +52,6 @@ func decode(t *testing.T, enc string, b []byte) []byte {
 	return out
 }
 
-// raw is one response as bytes on the wire (no transparent decoding).
-type raw struct {
-	status int
-	header http.Header
-	body   []byte
-	length int64
-}
-
-func fetchRaw(t *testing.T, jar http.CookieJar, method, u string, hdr ...string) raw {
-	t.Helper()
-	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(method, u, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw{resp.StatusCode, resp.Header, b, resp.ContentLength}
-}
-
 // injected checks that got is want with exactly one snippet inserted at
 // want's offset at, and returns the snippet.
 func injected(t *testing.T, what string, got []byte, want string, at int) string {
@@ -224,16 +69,6 @@ func checkLength(t *testing.T, what string, r raw) {
 	if r.length >= 0 && r.length != int64(len(r.body)) {
 		t.Fatalf("%s: Content-Length %d for %d bytes", what, r.length, len(r.body))
 	}
-}
-
-// injectWorld is k1dev, the page upstream and Caddy with k1sso.
-func injectWorld(t *testing.T, options ...string) (*world, *httptest.Server) {
-	t.Helper()
-	up := pageUpstream(t)
-	w := &world{k1: k1devtest.Start(t, nil)}
-	w.s = testenv.Site{K1: w.k1.URL, Upstream: up.URL, Users: testenv.DemoUsers(t), Options: options}
-	w.px = testenv.StartCaddy(t, w.s)
-	return w, up
 }
 
 func TestInjectLoginLink(t *testing.T) {
@@ -410,8 +245,6 @@ func TestInjectAcceptEncoding(t *testing.T) {
 	}
 }
 
-var nonceRE = regexp.MustCompile(`<style nonce="([A-Za-z0-9_-]{16,})">`)
-
 func TestInjectUnderCSP(t *testing.T) {
 	w, _ := injectWorld(t)
 	csp := "default-src 'self'; style-src 'self'; img-src 'none'; frame-ancestors 'none'"
@@ -432,25 +265,7 @@ func TestInjectUnderCSP(t *testing.T) {
 
 	// In a real browser, the injected style applies under the upstream's
 	// policy: the login link is styled and the launcher icon has its size.
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for _, a := range []chromedp.Action[chromedp.Void]{
-		chromedp.Navigate(w.px.URL + "/login?csp=" + urlQuery(csp)),
-		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
-	} {
-		if _, err := chromedp.Run(ctx, a); err != nil {
-			t.Fatalf("browser: %v", err)
-		}
-	}
+	ctx := loginPageInChromium(t, w.px.URL+"/login?csp="+urlQuery(csp))
 	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.getElementById('k1sso-login-link')).backgroundColor`))
 	if err != nil {
 		t.Fatalf("browser: %v", err)
@@ -458,6 +273,32 @@ func TestInjectUnderCSP(t *testing.T) {
 	if bg != "rgb(11, 92, 171)" {
 		t.Fatalf("login link background under CSP = %q: the injected style was blocked", bg)
 	}
+}
+
+// loginPageInChromium opens the BMS login page at u in Chromium (closed
+// when the test ends) and waits for k1sso's login link on it.
+func loginPageInChromium(t *testing.T, u string) context.Context {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancel)
+	for _, a := range []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(u),
+		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
+	} {
+		if _, err := chromedp.Run(ctx, a); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
+	return ctx
 }
 
 // TestInjectCSPNonceNotInDefaultSrc: under an upstream policy of
@@ -497,25 +338,7 @@ func TestInjectCSPNonceNotInDefaultSrc(t *testing.T) {
 		}
 	}
 
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is needed for this test (apt-get install chromium): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for _, a := range []chromedp.Action[chromedp.Void]{
-		chromedp.Navigate(w.px.URL + "/login?csp=" + urlQuery("default-src 'none'")),
-		chromedp.WaitVisible(chromedp.CSS("#k1sso-login-link")),
-	} {
-		if _, err := chromedp.Run(ctx, a); err != nil {
-			t.Fatalf("browser: %v", err)
-		}
-	}
+	ctx := loginPageInChromium(t, w.px.URL+"/login?csp="+urlQuery("default-src 'none'"))
 	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.getElementById('k1sso-login-link')).backgroundColor`))
 	if err != nil {
 		t.Fatalf("browser: %v", err)

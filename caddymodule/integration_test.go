@@ -2,9 +2,7 @@ package caddymodule_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,106 +18,7 @@ import (
 	"github.com/k1sso/k1sso/caddymodule"
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
-	"github.com/k1sso/k1sso/k1dev"
 )
-
-const doneMessage = "Operation is completed successfully."
-
-var csrfRE = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
-
-// adminToken opens the admin page in browser c, signing in at K1 as user
-// when K1 asks, and returns the page's CSRF token.
-func (w *world) adminToken(t *testing.T, c *http.Client, base, user string) string {
-	t.Helper()
-	d := demo[user]
-	resp, err := w.k1.Login(c, base+"/.k1sso/admin", user, d[0], d[1])
-	if err != nil {
-		t.Fatalf("signing %s in for the admin page: %v", user, err)
-	}
-	b := body(t, resp)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /.k1sso/admin: %d", resp.StatusCode)
-	}
-	m := csrfRE.FindStringSubmatch(b)
-	if m == nil {
-		t.Fatalf("admin page has no CSRF token:\n%s", b)
-	}
-	return m[1]
-}
-
-// postSwitch posts the admin form for tenant and returns the first answer
-// (not followed).
-func postSwitch(t *testing.T, c *http.Client, base, tenant string, on bool, token string) *http.Response {
-	t.Helper()
-	f := url.Values{"tenant": {tenant}}
-	if token != "" {
-		f.Set("csrf_token", token)
-	}
-	if on {
-		f.Set("enabled", "on")
-	}
-	resp, err := testenv.NoRedirect(c.Jar).PostForm(base+"/.k1sso/admin", f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
-}
-
-// switchAs turns tenant's integration on or off as K1 user `user` with a
-// fresh browser, and returns the browser, the final page and its body.
-func (w *world) switchAs(t *testing.T, base, user, tenant string, on bool) (*http.Client, *http.Response, string) {
-	t.Helper()
-	return w.switchWith(t, base, user, user, tenant, on)
-}
-
-// switchWith is switchAs where viewer opens the admin page and posts the
-// form, and user signs in at K1 for the change.
-func (w *world) switchWith(t *testing.T, base, viewer, user, tenant string, on bool) (*http.Client, *http.Response, string) {
-	t.Helper()
-	c := k1devtest.NewClient()
-	resp := postSwitch(t, c, base, tenant, on, w.adminToken(t, c, base, viewer))
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, w.k1.URL) {
-		t.Fatalf("admin POST: %d to %q, want a redirect to K1", resp.StatusCode, loc)
-	}
-	if u, _ := url.Parse(loc); u.Query().Get("prompt") != "login" {
-		t.Fatalf("admin sign-in without prompt=login: %s", loc)
-	}
-	d := demo[user]
-	resp, err := w.k1.Login(c, loc, user, d[0], d[1])
-	if err != nil {
-		t.Fatalf("K1 sign-in of %s: %v", user, err)
-	}
-	return c, resp, body(t, resp)
-}
-
-var rowRE = regexp.MustCompile(`data-tenant="([^"]+)" data-enabled="(on|off)"`)
-
-// switches reads every tenant's state from the admin page, as alice (an
-// admin of every tenant of the demo directory) sees it.
-func (w *world) switches(t *testing.T, base string) (map[string]bool, string) {
-	t.Helper()
-	resp, err := w.k1.Login(k1devtest.NewClient(), base+"/.k1sso/admin", "alice", "Acme MSP", "alice-pass")
-	if err != nil {
-		t.Fatalf("signing alice in for the admin page: %v", err)
-	}
-	b := body(t, resp)
-	out := map[string]bool{}
-	for _, m := range rowRE.FindAllStringSubmatch(b, -1) {
-		out[m[1]] = m[2] == "on"
-	}
-	return out, b
-}
-
-// spLogin starts an SP-initiated login with a fresh browser and returns the
-// proxy's first answer.
-func spLogin(t *testing.T, base, tenant string) *http.Response {
-	t.Helper()
-	resp := get(t, testenv.NoRedirect(newJar()), base+"/.k1sso/login?tenant="+tenant)
-	resp.Body.Close()
-	return resp
-}
 
 func TestIntegrationEnableByAdmin(t *testing.T) {
 	w := newWorld(t)
@@ -286,20 +185,8 @@ func TestIntegrationPickerRespectsSwitch(t *testing.T) {
 // companyWorld is the demo world plus dave of "Other Co", who has a BMS
 // account in acme.
 func companyWorld(t *testing.T) *world {
-	cfg := k1dev.DefaultConfig()
-	cfg.Users = append(cfg.Users, k1dev.User{Username: "dave", Company: "Other Co", Password: "dave-pass",
-		Email: "dave@other.example", Name: "Dave Other", TOTPSecret: "JBSWY3DPEHPK3PXPDAVEAAAAAAAAAAAA"})
-	users := testenv.DemoUsers(t)
-	f, err := os.OpenFile(users, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.WriteString("dave@other.example,dave,acme,Acme,\n")
-	f.Close()
-	w := &world{k1: k1devtest.Start(t, cfg), up: testenv.NewUpstream(t)}
-	w.s = testenv.Site{K1: w.k1.URL, Upstream: w.up.URL, Users: users}
-	w.px = testenv.StartCaddy(t, w.s)
-	return w
+	t.Helper()
+	return daveWorld(t, "dave@other.example,dave,acme,Acme,\n")
 }
 
 func TestIntegrationCompanyMismatch(t *testing.T) {
@@ -432,16 +319,6 @@ func TestIntegrationDefaultOption(t *testing.T) {
 	if err := caddy.Load([]byte(bad), true); err == nil || !strings.Contains(err.Error(), "integration_default") {
 		t.Fatalf("integration_default maybe in JSON: %v", err)
 	}
-}
-
-// loginPageUpstream serves a BMS login page, where k1sso adds its link.
-func loginPageUpstream(t *testing.T) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = io.WriteString(w, "<!doctype html><html><body><form method=post><input name=user></form></body></html>")
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
 }
 
 var linkRE = regexp.MustCompile(`<(a|span) id="k1sso-login-link"[^>]*>`)

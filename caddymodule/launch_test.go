@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,31 +8,7 @@ import (
 
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
-	"github.com/k1sso/k1sso/k1dev"
 )
-
-// newLaunchWorld is a world whose k1dev client (redirect and
-// initiate_login_uri, BMS module base URL) points at the test proxy, so K1's
-// My Modules and app launcher launch into it.
-func newLaunchWorld(t *testing.T, options ...string) *world {
-	t.Helper()
-	port := testenv.FreePort(t)
-	cfg := k1dev.DefaultConfig()
-	cfg.SetClientBaseURL("bms-proxy", fmt.Sprintf("http://127.0.0.1:%d", port))
-	w := &world{k1: k1devtest.Start(t, cfg), up: testenv.NewUpstream(t)}
-	w.s = testenv.Site{Port: port, K1: w.k1.URL, Upstream: w.up.URL, Users: testenv.DemoUsers(t), Options: options}
-	w.px = testenv.StartCaddy(t, w.s)
-	return w
-}
-
-// initiateURL is the proxy's /.k1sso/initiate with the given parameters.
-func (w *world) initiateURL(kv ...string) string {
-	q := url.Values{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		q.Set(kv[i], kv[i+1])
-	}
-	return w.px.URL + "/.k1sso/initiate?" + q.Encode()
-}
 
 func TestInitiateChecksIssuer(t *testing.T) {
 	w := newWorld(t)

@@ -19,8 +19,6 @@ import (
 	"github.com/k1sso/k1sso/internal/testenv"
 )
 
-var formCSRF = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
-
 // TestLogsCarryNoSID: a K1 session ID is all front-channel logout needs,
 // so whoever reads the logs could end sessions with it. Login, logout and
 // front-channel logout log a short hash of it instead, and no log line
@@ -47,7 +45,7 @@ func TestLogsCarryNoSID(t *testing.T) {
 		if i == 0 {
 			// Logout through the confirmation form.
 			b := body(t, get(t, c, h.px.URL+"/.k1sso/logout"))
-			m := formCSRF.FindStringSubmatch(b)
+			m := csrfRE.FindStringSubmatch(b)
 			if m == nil {
 				t.Fatalf("no logout form: %.300s", b)
 			}

@@ -2,9 +2,7 @@ package caddymodule_test
 
 import (
 	"context"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"strings"
@@ -16,84 +14,6 @@ import (
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
-
-func TestMain(m *testing.M) {
-	// Caddy writes under the XDG folders; keep them out of $HOME.
-	dir, _ := os.MkdirTemp("", "k1sso-test-xdg-")
-	os.Setenv("XDG_CONFIG_HOME", dir)
-	os.Setenv("XDG_DATA_HOME", dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// world is k1dev, a recording upstream and Caddy with k1sso between them.
-type world struct {
-	k1 *k1devtest.Instance
-	up *testenv.Upstream
-	px *testenv.Proxy
-	s  testenv.Site
-}
-
-func newWorld(t *testing.T, options ...string) *world {
-	t.Helper()
-	w := &world{k1: k1devtest.Start(t, nil), up: testenv.NewUpstream(t)}
-	w.s = testenv.Site{K1: w.k1.URL, Upstream: w.up.URL, Users: testenv.DemoUsers(t), Options: options}
-	w.px = testenv.StartCaddy(t, w.s)
-	return w
-}
-
-// reload loads the world's site again after s was changed, as a config
-// reload does.
-func (w *world) reload(t *testing.T) {
-	t.Helper()
-	w.px = testenv.StartCaddy(t, w.s)
-}
-
-// login signs a K1 user in through the proxy with a fresh browser and
-// returns the browser and the final response.
-func (w *world) login(t *testing.T, user, company, pass, start string) (*http.Client, *http.Response) {
-	t.Helper()
-	c := k1devtest.NewClient()
-	resp, err := w.k1.Login(c, w.px.URL+start, user, company, pass)
-	if err != nil {
-		t.Fatalf("login of %s: %v", user, err)
-	}
-	return c, resp
-}
-
-var demo = map[string][2]string{
-	"alice": {"Acme MSP", "alice-pass"},
-	"bob":   {"Acme MSP", "bob-pass"},
-	"carol": {"Other Co", "carol-pass"},
-	"dave":  {"Other Co", "dave-pass"}, // only in worlds that add him to k1dev
-}
-
-func (w *world) loginAs(t *testing.T, user, start string) (*http.Client, *http.Response) {
-	t.Helper()
-	d := demo[user]
-	return w.login(t, user, d[0], d[1], start)
-}
-
-func get(t *testing.T, c *http.Client, u string, hdr ...string) *http.Response {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
-}
-
-func body(t *testing.T, resp *http.Response) string {
-	t.Helper()
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
 
 func TestLoginReachesUpstreamWithIdentity(t *testing.T) {
 	w := newWorld(t)
@@ -392,7 +312,5 @@ func TestWhoami(t *testing.T) {
 		t.Fatalf("whoami: %s", b)
 	}
 }
-
-func newJar() http.CookieJar { j, _ := cookiejar.New(nil); return j }
 
 func sleep(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }

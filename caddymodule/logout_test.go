@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"html"
 	"net/http"
@@ -14,57 +13,6 @@ import (
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
-
-// cookieOf returns the value of a cookie in c's jar for the proxy.
-func cookieOf(c *http.Client, base, name string) string {
-	u, _ := url.Parse(base)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == name {
-			return ck.Value
-		}
-	}
-	return ""
-}
-
-// expired reports whether resp expires the named cookie.
-func expired(resp *http.Response, name string) bool {
-	for _, ck := range resp.Cookies() {
-		if ck.Name == name && ck.MaxAge < 0 && ck.Path == "/" {
-			return true
-		}
-	}
-	return false
-}
-
-// withCookie sends GET path with only the given k1sso cookie value.
-func withCookie(t *testing.T, base, path, value string) *http.Response {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-	req.AddCookie(&http.Cookie{Name: "k1sso", Value: value})
-	resp, err := testenv.NoRedirect(nil).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
-}
-
-// jwtClaims decodes a JWT's payload without checking it (test only).
-func jwtClaims(t *testing.T, raw string) map[string]any {
-	t.Helper()
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT (%d parts)", len(parts))
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 var iframeRE = regexp.MustCompile(`<iframe[^>]*src="([^"]+)"`)
 var continueRE = regexp.MustCompile(`id="continue" href="([^"]+)"`)

@@ -3,16 +3,13 @@ package caddymodule_test
 import (
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
-	"github.com/k1sso/k1sso/k1dev"
 )
 
 // grantLog serves k1dev and notes when each refresh grant reached it.
@@ -61,32 +58,16 @@ func TestRecheckOncePerIntervalAcrossInstances(t *testing.T) {
 		{"caddy", func(t *testing.T) (string, string) { return "store caddy", t.TempDir() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			u := "http://" + l.Addr().String()
-			cfg := k1dev.DefaultConfig()
-			srv, err := k1dev.New(u, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			k1 := &grantLog{h: srv}
-			hs := &http.Server{Handler: k1, ReadHeaderTimeout: 10 * time.Second}
-			go func() { _ = hs.Serve(l) }()
-			t.Cleanup(func() { _ = hs.Close() })
+			k1 := &grantLog{}
+			inst := startK1Behind(t, func(srv http.Handler) http.Handler { k1.h = srv; return k1 })
+			u := inst.URL
 
 			store, folder := tc.storage(t)
 			site := testenv.Site{K1: u, Upstream: testenv.NewUpstream(t).URL, Users: testenv.DemoUsers(t),
 				Options: []string{store, "recheck_interval " + interval.String()}, Storage: folder}
 			a := testenv.StartProcess(t, site)
 			b := testenv.StartProcess(t, site)
-			c := k1devtest.NewClient()
-			inst := &k1devtest.Instance{URL: u, Server: srv, Config: cfg}
-			if _, err := inst.Login(c, b.URL+"/.k1sso/login?rd=/x", "bob", "Acme MSP", "bob-pass"); err != nil {
-				t.Fatal(err)
-			}
-			cookie := cookieOf(c, b.URL, "k1sso")
+			cookie := loginBobAt(t, inst, b.URL)
 			if cookie == "" {
 				t.Fatal("no session cookie after the login at B")
 			}

@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,9 +10,7 @@ import (
 
 	"github.com/k1sso/k1sso/caddymodule"
 	"github.com/k1sso/k1sso/internal/hostileop"
-	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
-	"github.com/k1sso/k1sso/k1dev"
 )
 
 // identityAt is the X-BMS-User the upstream saw for a GET of path with c's
@@ -93,22 +90,11 @@ func (d *downable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // once K1 is back, a user disabled meanwhile loses the session.
 func TestRecheckK1Unreachable(t *testing.T) {
 	caddymodule.SetRecheckRetry(t, 500*time.Millisecond)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := "http://" + l.Addr().String()
-	cfg := k1dev.DefaultConfig()
-	srv, err := k1dev.New(u, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k1 := &downable{h: srv}
-	hs := &http.Server{Handler: k1, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(l) }()
-	t.Cleanup(func() { _ = hs.Close() })
+	k1 := &downable{}
+	inst := startK1Behind(t, func(srv http.Handler) http.Handler { k1.h = srv; return k1 })
+	u := inst.URL
 
-	w := &world{k1: &k1devtest.Instance{URL: u, Server: srv, Config: cfg}, up: testenv.NewUpstream(t)}
+	w := &world{k1: inst, up: testenv.NewUpstream(t)}
 	w.s = testenv.Site{K1: u, Upstream: w.up.URL, Users: testenv.DemoUsers(t), Options: []string{"recheck_interval 1s"}}
 	w.px = testenv.StartCaddy(t, w.s)
 	bob, _ := w.loginAs(t, "bob", "/.k1sso/login?rd=/x")
@@ -138,7 +124,7 @@ func TestRecheckK1Unreachable(t *testing.T) {
 	}
 
 	// K1 is back, and bob was disabled meanwhile: the retried recheck ends it.
-	if err := srv.DisableUser("bob"); err != nil {
+	if err := inst.Server.DisableUser("bob"); err != nil {
 		t.Fatal(err)
 	}
 	k1.down.Store(false)

@@ -1,28 +1,14 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
-
-// withErrorRoutes puts r in a server whose error routes are routes, as
-// Caddy does before the handlers run.
-func withErrorRoutes(r *http.Request, routes caddyhttp.RouteList) *http.Request {
-	srv := &caddyhttp.Server{Errors: &caddyhttp.HTTPErrorConfig{Routes: routes}}
-	ctx := context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv)
-	ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddy.NewReplacer())
-	return r.WithContext(ctx)
-}
-
-// answering is an error route's handler.
-var answering = caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{caddyhttp.StaticResponse{}}}
 
 // A refusal goes to the error routes that take it, stripped of the
 // client's identity headers and k1sso's cookies; else the page is written.

@@ -3,17 +3,11 @@ package caddymodule_test
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/k1sso/k1sso/internal/testenv"
 )
@@ -63,85 +57,6 @@ func TestBackchannelLogoutFromK1(t *testing.T) {
 			t.Fatalf("a revoked session reached BMS with identity at %s", s.Path)
 		}
 	}
-}
-
-// fakeOP is an OpenID Provider that only publishes discovery and a JWKS,
-// so a test can sign logout tokens of its own, broken on purpose.
-type fakeOP struct {
-	URL string
-	key *rsa.PrivateKey
-}
-
-func newFakeOP(t *testing.T) *fakeOP {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op := &fakeOP{key: key}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer": op.URL, "authorization_endpoint": op.URL + "/authorize", "token_endpoint": op.URL + "/token",
-			"jwks_uri": op.URL + "/jwks", "response_types_supported": []string{"code"},
-			"subject_types_supported": []string{"public"}, "id_token_signing_alg_values_supported": []string{"RS256"},
-		})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "op-key", Algorithm: "RS256", Use: "sig"}}})
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	op.URL = srv.URL
-	return op
-}
-
-// sign signs claims with key (the OP's when nil).
-func (op *fakeOP) sign(t *testing.T, claims map[string]any, key *rsa.PrivateKey) string {
-	t.Helper()
-	if key == nil {
-		key = op.key
-	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "op-key"}},
-		(&jose.SignerOptions{}).WithType("logout+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(sig).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func (op *fakeOP) claims() map[string]any {
-	now := time.Now()
-	return map[string]any{
-		"iss": op.URL, "aud": "bms-proxy", "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
-		"jti": randomJTI(), "sub": "k1|bob", "sid": "sid-" + randomJTI(),
-		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
-	}
-}
-
-func randomJTI() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return strings.TrimRight(url.QueryEscape(string(b)), "%")
-}
-
-func postLogout(t *testing.T, base, token string) (int, http.Header, map[string]string) {
-	t.Helper()
-	resp, err := http.PostForm(base+"/.k1sso/backchannel-logout", url.Values{"logout_token": {token}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var m map[string]string
-	_ = json.Unmarshal(b, &m)
-	return resp.StatusCode, resp.Header, m
 }
 
 func TestBackchannelLogoutTokenChecks(t *testing.T) {

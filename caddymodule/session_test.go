@@ -7,23 +7,8 @@ import (
 	"testing"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
 	"github.com/k1sso/k1sso/sessioncookie"
 )
-
-func testShared(t *testing.T, secrets ...string) *shared {
-	t.Helper()
-	if len(secrets) == 0 {
-		secrets = []string{strings.Repeat("k", 32)}
-	}
-	cfg := &config{}
-	for _, s := range secrets {
-		cfg.cookieKeys = append(cfg.cookieKeys, []byte(s))
-	}
-	cache, _ := lru.New[cacheKey, *sessionEntry](16)
-	return &shared{cfg: cfg, now: clockNow, codecs: newCookieCodecs(cfg), sessions: cache}
-}
 
 // roundTrip writes a session and returns a request that carries its cookies.
 func roundTrip(t *testing.T, s *shared, sess *session) *http.Request {
@@ -47,7 +32,7 @@ func newTestSession(exp time.Time) *session {
 }
 
 func TestSessionRoundTripAndCache(t *testing.T) {
-	s := testShared(t)
+	s := cookieShared(t)
 	sess := newTestSession(time.Now().Add(time.Hour))
 	sess.IDToken = "header.payload.signature"
 	req := roundTrip(t, s, sess)
@@ -65,7 +50,7 @@ func TestSessionRoundTripAndCache(t *testing.T) {
 }
 
 func TestExpiredSessionIsAbsent(t *testing.T) {
-	s := testShared(t)
+	s := cookieShared(t)
 	// Expired when written.
 	if e := s.lookupSession(roundTrip(t, s, newTestSession(time.Now().Add(-time.Second))), false, time.Now()); e != nil {
 		t.Fatal("an expired session cookie was accepted")
@@ -81,7 +66,7 @@ func TestExpiredSessionIsAbsent(t *testing.T) {
 }
 
 func TestChunkedSessionCookie(t *testing.T) {
-	s := testShared(t)
+	s := cookieShared(t)
 	sess := newTestSession(time.Now().Add(time.Hour))
 	sess.IDToken = strings.Repeat("x", 6000) // forces chunks
 	req := roundTrip(t, s, sess)
@@ -114,7 +99,7 @@ func TestChunkedSessionCookie(t *testing.T) {
 }
 
 func TestSecureCookieAttributes(t *testing.T) {
-	s := testShared(t)
+	s := cookieShared(t)
 	rec := httptest.NewRecorder()
 	if err := s.writeSession(rec, httptest.NewRequest("GET", "/", nil), newTestSession(time.Now().Add(time.Hour)), true); err != nil {
 		t.Fatal(err)
@@ -126,13 +111,13 @@ func TestSecureCookieAttributes(t *testing.T) {
 }
 
 func TestSessionRotationDecodesOldSecret(t *testing.T) {
-	old := testShared(t, strings.Repeat("o", 32))
+	old := cookieShared(t, strings.Repeat("o", 32))
 	req := roundTrip(t, old, newTestSession(time.Now().Add(time.Hour)))
-	rotated := testShared(t, strings.Repeat("n", 32), strings.Repeat("o", 32))
+	rotated := cookieShared(t, strings.Repeat("n", 32), strings.Repeat("o", 32))
 	if rotated.lookupSession(req, false, time.Now()) == nil {
 		t.Fatal("old-secret cookie rejected after rotation")
 	}
-	if testShared(t, strings.Repeat("n", 32)).lookupSession(req, false, time.Now()) != nil {
+	if cookieShared(t, strings.Repeat("n", 32)).lookupSession(req, false, time.Now()) != nil {
 		t.Fatal("cookie of a removed secret accepted")
 	}
 }
@@ -161,7 +146,7 @@ func TestCachedSessionPacking(t *testing.T) {
 
 // Times beyond what the cache stores are never accepted.
 func TestSessionTimesOutOfRange(t *testing.T) {
-	s := testShared(t)
+	s := cookieShared(t)
 	sess := newTestSession(time.Unix(1<<33, 0))
 	if e := s.lookupSession(roundTrip(t, s, sess), false, time.Now()); e != nil {
 		t.Errorf("a session expiring in %d was accepted", sess.Expires)
@@ -183,7 +168,7 @@ const earlierSecret = "0123456789abcdef0123456789abcdef"
 // a session cookie of the earlier code decodes with all its fields, and
 // only for the deployment it was written for.
 func TestEarlierSessionCookieDecodes(t *testing.T) {
-	s := testShared(t, earlierSecret)
+	s := cookieShared(t, earlierSecret)
 	s.cfg.issuer, s.cfg.clientID = "https://k1.example", "bms-proxy"
 	s.codecs = newCookieCodecs(s.cfg)
 	want := session{ID: "id-fixed", Subject: "k1|bob", Email: "bob@acme.example", Name: "Bob", SID: "sid-1", Company: "Acme", Tenant: "acme",

@@ -263,18 +263,6 @@ func sessionThenShorterLifetime(t *testing.T) (*world, string) {
 	return w, cookie
 }
 
-// userSeen is the BMS user the upstream saw for a request with the session
-// cookie ("" when it was refused or carried no identity).
-func userSeen(t *testing.T, base, cookie string) string {
-	t.Helper()
-	resp := withCookie(t, base, "/x", cookie)
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return ""
-	}
-	return testenv.DecodeSeen(t, resp).Header.Get("X-BMS-User")
-}
-
 // Two deployments (other issuer) sharing Caddy's storage have their own
 // assertion keys; every instance of one deployment uses the same.
 func TestCaddyStoreNamespacedPerDeployment(t *testing.T) {
@@ -317,29 +305,6 @@ func TestSubRevocationAcrossClockSkew(t *testing.T) {
 		return
 	}
 	resp.Body.Close()
-}
-
-// sidOf logs the browser c out of the proxy (/.k1sso/logout, not followed to
-// K1) and returns the K1 sid of its session, read from the id_token_hint
-// the proxy hands K1.
-func sidOf(t *testing.T, c *http.Client, base string) string {
-	t.Helper()
-	nr := testenv.NoRedirect(c.Jar)
-	form := k1devtest.FindForm([]byte(body(t, get(t, nr, base+"/.k1sso/logout"))), "csrf_token")
-	if form == nil {
-		t.Fatal("no logout form")
-	}
-	resp := get(t, nr, base+"/.k1sso/logout?csrf_token="+url.QueryEscape(form.Fields().Get("csrf_token")))
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid, _ := jwtClaims(t, loc.Query().Get("id_token_hint"))["sid"].(string)
-	if sid == "" {
-		t.Fatalf("no sid in the ID token of the logout: %d %q", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	return sid
 }
 
 // An integration switch stored before keys were namespaced is still read.

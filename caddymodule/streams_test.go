@@ -145,11 +145,7 @@ func TestStreamsEndWithTheirSessionOnAnotherInstance(t *testing.T) {
 	}
 	a := testenv.StartProcess(t, site())
 	b := testenv.StartProcess(t, site())
-	c := k1devtest.NewClient()
-	if _, err := k1.Login(c, b.URL+"/.k1sso/login?rd=/x", "bob", "Acme MSP", "bob-pass"); err != nil {
-		t.Fatal(err)
-	}
-	cookie := cookieOf(c, b.URL, "k1sso")
+	cookie := loginBobAt(t, k1, b.URL)
 	first, sse := openSSE(t, a.URL, cookie)
 	if first != "data: 0 bob" {
 		t.Fatalf("first event %q, want bob's", first)

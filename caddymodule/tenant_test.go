@@ -37,7 +37,7 @@ func TestTenantPickerSessionTooLarge(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/.k1sso/tenant" {
 			return nil, ""
 		}
-		m := formCSRF.FindStringSubmatch(b)
+		m := csrfRE.FindStringSubmatch(b)
 		if m == nil {
 			t.Fatalf("no tenant form: %.300s", b)
 		}

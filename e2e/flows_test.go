@@ -9,18 +9,6 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// Element ids these flows rely on, besides k1dev's and the demo BMS's own.
-const (
-	// loginLink is the "Log in with KaseyaOne" link k1sso injects into
-	// BMS's login page.
-	loginLink = "#k1sso-login-link"
-	// launcherIcon is the app launcher icon k1sso injects next to the
-	// user's name.
-	launcherIcon = "#k1sso-launcher"
-	// bmsLoginForm is BMS's own login form.
-	bmsLoginForm = `form#login-form[action="/login"]`
-)
-
 // switchFor is the integration slider of tenant on /.k1sso/admin (a
 // checkbox with role "switch" in the tenant's row).
 func switchFor(tenant string) string {
@@ -43,26 +31,6 @@ func toggle(tenant string) []chromedp.Action[chromedp.Void] {
 	}
 }
 
-// linkState checks whether the injected login link is live (a link to
-// /.k1sso/login) or shown disabled (aria-disabled, disabled, no href or a
-// "disabled" class, with a title that says why).
-func linkState(want string) chromedp.Action[chromedp.Void] {
-	js := `(() => {
-		const a = document.querySelector(` + "`" + loginLink + "`" + `);
-		if (!a) return "missing";
-		const off = a.getAttribute("aria-disabled") === "true" || a.hasAttribute("disabled") ||
-			!a.getAttribute("href") || a.classList.contains("disabled");
-		if (off) return a.title ? "disabled" : "disabled without a title";
-		return new URL(a.href).pathname === "/.k1sso/login" ? "live" : "live, to " + a.href;
-	})()`
-	return eval(js, func(got string) error {
-		if got != want {
-			return fmt.Errorf("login link is %s, want %s", got, want)
-		}
-		return nil
-	})
-}
-
 // launcherNextToName checks the launcher icon sits beside #user-name: on
 // the same line, at most 150 px away.
 func launcherNextToName() chromedp.Action[chromedp.Void] {
@@ -80,41 +48,6 @@ func launcherNextToName() chromedp.Action[chromedp.Void] {
 		}
 		return nil
 	})
-}
-
-// dashboardOf checks the BMS dashboard shows user in tenant, and that the
-// upstream received the identity headers of that account.
-func (w *world) dashboardOf(user, tenant, email string) []chromedp.Action[chromedp.Void] {
-	return []chromedp.Action[chromedp.Void]{
-		visible("#identity-headers"),
-		expectLocation(w.proxy, "/dashboard"),
-		expectText("#user-name", user),
-		expectHeader("X-BMS-User", user),
-		expectHeader("X-BMS-Tenant", tenant),
-		expectHeader("X-K1-Email", email),
-		eval(`document.querySelector('#identity-headers tr[data-header="X-K1-Assertion"] .value') ? "yes" : "no"`, func(got string) error {
-			if got != "yes" {
-				return fmt.Errorf("upstream received no X-K1-Assertion")
-			}
-			return nil
-		}),
-		w.expectSessionCookie(),
-	}
-}
-
-// loginWithLink is flow 2 up to the dashboard: BMS's login page, the
-// injected link, K1's forms, and (for users in several tenants) the
-// tenant picker.
-func (w *world) loginWithLink(user, company, password, pick string) {
-	w.t.Helper()
-	w.step("bms-login-page", open(w.proxy+"/login"), visible(bmsLoginForm), visible(loginLink), linkState("live"))
-	w.step("k1-credentials", actions([]chromedp.Action[chromedp.Void]{click(loginLink)}, w.k1Credentials(user, company, password))...)
-	if pick == "" {
-		w.step("k1-code", actions(w.k1Code(user), []chromedp.Action[chromedp.Void]{visible("#user-name")})...)
-		return
-	}
-	w.step("k1-code", actions(w.k1Code(user), []chromedp.Action[chromedp.Void]{visible(`button[data-tenant="` + pick + `"]`)})...)
-	w.step("tenant-picker", click(`button[data-tenant="`+pick+`"]`), visible("#user-name"))
 }
 
 // openAdminSwitch goes from the BMS dashboard to /.k1sso/admin through

@@ -63,20 +63,3 @@ func TestCSPStyleNonceNeverWidensScripts(t *testing.T) {
 		}
 	}
 }
-
-// scriptSources is the source list that governs script elements in one
-// policy.
-func scriptSources(policy string) string {
-	best, rank := "", 0
-	for _, d := range strings.Split(policy, ";") {
-		f := strings.Fields(d)
-		if len(f) == 0 {
-			continue
-		}
-		r := map[string]int{"script-src-elem": 3, "script-src": 2, "default-src": 1}[strings.ToLower(f[0])]
-		if r > rank {
-			best, rank = strings.Join(f[1:], " "), r
-		}
-	}
-	return best
-}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,4 +202,21 @@ func htmlPage(t testing.TB, coding string, body string, extra ...string) func(w 
 		w.WriteHeader(http.StatusOK)
 		w.Write(b)
 	}
+}
+
+// scriptSources is the source list that governs script elements in one
+// policy.
+func scriptSources(policy string) string {
+	best, rank := "", 0
+	for _, d := range strings.Split(policy, ";") {
+		f := strings.Fields(d)
+		if len(f) == 0 {
+			continue
+		}
+		r := map[string]int{"script-src-elem": 3, "script-src": 2, "default-src": 1}[strings.ToLower(f[0])]
+		if r > rank {
+			best, rank = strings.Join(f[1:], " "), r
+		}
+	}
+	return best
 }

@@ -2,9 +2,7 @@ package k1dev_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -49,23 +47,6 @@ func postCode(t *testing.T, c *http.Client, resp *http.Response, page, code stri
 	return fetch(t, c, http.MethodPost, action.String(), v)
 }
 
-func fetch(t *testing.T, c *http.Client, method, u string, form url.Values) (*http.Response, string) {
-	t.Helper()
-	var resp *http.Response
-	var err error
-	if method == http.MethodPost {
-		resp, err = c.PostForm(u, form)
-	} else {
-		resp, err = c.Get(u)
-	}
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
-}
-
 // wrongCode returns a 6-digit code that is valid in none of the accepted
 // time steps of secret's user.
 func wrongCode(t *testing.T, e *env, user string) string {
@@ -79,13 +60,6 @@ func wrongCode(t *testing.T, e *env, user string) string {
 	// Neighbouring steps' codes are unrelated; shifting by 500000 collides
 	// with one of them with probability ~2e-6.
 	return fmt.Sprintf("%06d", (n+500000)%1000000)
-}
-
-// loggedIn reports whether c has a K1 session (K1's home page shows).
-func loggedIn(t *testing.T, e *env, c *http.Client) bool {
-	t.Helper()
-	status, loc, _ := get(t, noFollow(c), e.k1.URL+"/")
-	return status == http.StatusOK && loc == ""
 }
 
 func TestWrongPassword(t *testing.T) {
@@ -231,15 +205,6 @@ func TestPromptNone(t *testing.T) {
 	if got := claimsOf(t, idt); got.Sub != "k1|carol" || got.SID != claimsOf(t, first).SID || got.AuthTime != claimsOf(t, first).AuthTime {
 		t.Errorf("silent login claims = %+v", got)
 	}
-}
-
-func resolveRef(base, ref string) string {
-	b, _ := url.Parse(base)
-	r, err := b.Parse(ref)
-	if err != nil {
-		return ref
-	}
-	return r.String()
 }
 
 // TestReloginDuringSilentLogins re-logs a browser in (prompt=login, which

@@ -1,63 +1,16 @@
 package k1dev_test
 
 import (
-	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/k1dev"
 )
-
-// logoutClaims are the claims a logout token must (not) have.
-type logoutClaims struct {
-	Sub    string                     `json:"sub"`
-	SID    string                     `json:"sid"`
-	JTI    string                     `json:"jti"`
-	Nonce  *string                    `json:"nonce"`
-	Events map[string]json.RawMessage `json:"events"`
-}
-
-// verifyLogoutToken checks raw with go-oidc against k1dev's JWKS, with the
-// client id check on.
-func verifyLogoutToken(t *testing.T, e *env, raw string) logoutClaims {
-	t.Helper()
-	ctx := context.Background()
-	var doc struct {
-		JWKS string `json:"jwks_uri"`
-	}
-	if err := e.prov.Claims(&doc); err != nil {
-		t.Fatal(err)
-	}
-	v := oidc.NewVerifier(e.k1.URL, oidc.NewRemoteKeySet(ctx, doc.JWKS), &oidc.Config{ClientID: "bms-proxy", SkipClientIDCheck: false})
-	lt, err := v.VerifyLogout(ctx, raw)
-	if err != nil {
-		t.Fatalf("verifying logout token: %v", err)
-	}
-	var c logoutClaims
-	if err := lt.Claims(&c); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := oidc.NewVerifier(e.k1.URL, oidc.NewRemoteKeySet(ctx, doc.JWKS), &oidc.Config{ClientID: "other-client"}).VerifyLogout(ctx, raw); err == nil {
-		t.Error("logout token verified for another client id")
-	}
-	if _, ok := c.Events["http://schemas.openid.net/event/backchannel-logout"]; !ok {
-		t.Errorf("events = %v", c.Events)
-	}
-	if c.Nonce != nil {
-		t.Error("logout token has a nonce")
-	}
-	if c.JTI == "" {
-		t.Error("logout token has no jti")
-	}
-	return c
-}
 
 func TestBackchannelLogout(t *testing.T) {
 	// The client keeps its localhost:8080 registration; the RP runs on

@@ -100,16 +100,6 @@ func sameAsNetHTTP(t *testing.T, header, name string) {
 	}
 }
 
-// validCookieValue is net/http's rule for a cookie value (quotes removed).
-func validCookieValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
 // validHeaderValue is what a client can send in a header value: no control
 // characters.
 func validHeaderValue(s string) bool {
