@@ -2,7 +2,6 @@ package caddymodule_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -20,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andybalholm/brotli"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-	"github.com/klauspost/compress/zstd"
 
+	"github.com/k1sso/k1sso/internal/codingtest"
 	"github.com/k1sso/k1sso/internal/hostileop"
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
@@ -575,31 +573,6 @@ var bigPage = func() []byte {
 	return b.Bytes()
 }()
 
-// encode compresses b in the content coding enc ("" for none).
-func encode(t *testing.T, enc string, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	switch enc {
-	case "":
-		return b
-	case "gzip":
-		zw := gzip.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-	case "zstd":
-		zw, _ := zstd.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-	case "br":
-		bw := brotli.NewWriter(&out)
-		bw.Write(b)
-		bw.Close()
-	case "deflate":
-		return append([]byte("\x1b\x00not-really-deflate"), b...)
-	}
-	return out.Bytes()
-}
-
 // Requests and what they answer.
 
 // get sends GET u through c with the header pairs hdr (name, value, ...).
@@ -861,3 +834,12 @@ var rowRE = regexp.MustCompile(`data-tenant="([^"]+)" data-enabled="(on|off)"`)
 
 // nonceRE finds the CSP nonce of an injected style element.
 var nonceRE = regexp.MustCompile(`<style nonce="([A-Za-z0-9_-]{16,})">`)
+
+// encode compresses b in the content coding enc ("" for none); "deflate"
+// is a body no decoder reads, for the codings k1sso passes through.
+func encode(t *testing.T, enc string, b []byte) []byte {
+	if enc == "deflate" {
+		return append([]byte("\x1b\x00not-really-deflate"), b...)
+	}
+	return codingtest.Compress(t, enc, b)
+}

@@ -13,44 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andybalholm/brotli"
 	"github.com/chromedp/chromedp"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/k1sso/k1sso/examples/bms"
+	"github.com/k1sso/k1sso/internal/codingtest"
 	"github.com/k1sso/k1sso/internal/k1devtest"
 	"github.com/k1sso/k1sso/internal/testenv"
 )
-
-func decode(t *testing.T, enc string, b []byte) []byte {
-	t.Helper()
-	var r io.Reader
-	switch enc {
-	case "":
-		return b
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("gzip body: %v", err)
-		}
-		r = zr
-	case "zstd":
-		zr, err := zstd.NewReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer zr.Close()
-		r = zr
-	case "br":
-		r = brotli.NewReader(bytes.NewReader(b))
-	}
-	out, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("decoding %s body: %v", enc, err)
-	}
-	return out
-}
 
 // injected checks that got is want with exactly one snippet inserted at
 // want's offset at, and returns the snippet.
@@ -418,3 +387,6 @@ func TestInjectDemoBMS(t *testing.T) {
 	check("encode", "gzip")
 	check("encode", "zstd")
 }
+
+// decode decompresses a body of the content coding enc ("" for none).
+func decode(t *testing.T, enc string, b []byte) []byte { return codingtest.Decompress(t, enc, b) }

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
+	"github.com/k1sso/k1sso/internal/codingtest"
 )
 
 // testKind is one way a caller places its markup: with afterID "" before
@@ -43,63 +41,6 @@ func rewrite(t testing.TB, kind testKind, pieces ...[]byte) (string, *rewriter) 
 		t.Fatal(err)
 	}
 	return out.String(), rw
-}
-
-// compress encodes b in coding ("", "identity": as it is).
-func compress(t testing.TB, coding string, b []byte) []byte {
-	t.Helper()
-	var out bytes.Buffer
-	switch coding {
-	case "", "identity":
-		return b
-	case "gzip", "x-gzip":
-		zw := gzip.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-	case "zstd":
-		zw, _ := zstd.NewWriter(&out)
-		zw.Write(b)
-		zw.Close()
-	case "br":
-		bw := brotli.NewWriter(&out)
-		bw.Write(b)
-		bw.Close()
-	default:
-		t.Fatalf("no test encoder for %q", coding)
-	}
-	return out.Bytes()
-}
-
-// decompress decodes b from coding.
-func decompress(t testing.TB, coding string, b []byte) []byte {
-	t.Helper()
-	var r io.Reader
-	switch coding {
-	case "", "identity":
-		return b
-	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("gzip body: %v", err)
-		}
-		r = zr
-	case "zstd":
-		zr, err := zstd.NewReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer zr.Close()
-		r = zr
-	case "br":
-		r = brotli.NewReader(bytes.NewReader(b))
-	default:
-		t.Fatalf("no test decoder for %q", coding)
-	}
-	out, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("decoding %s body: %v", coding, err)
-	}
-	return out
 }
 
 // underlying is the writer a Writer wraps, as Caddy's server hands it
@@ -219,4 +160,12 @@ func scriptSources(policy string) string {
 		}
 	}
 	return best
+}
+
+// compress encodes b in coding ("", "identity": as it is).
+func compress(t testing.TB, coding string, b []byte) []byte { return codingtest.Compress(t, coding, b) }
+
+// decompress decodes b from coding.
+func decompress(t testing.TB, coding string, b []byte) []byte {
+	return codingtest.Decompress(t, coding, b)
 }
