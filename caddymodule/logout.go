@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,13 +16,10 @@ import (
 	"github.com/k1sso/k1sso/sessioncookie"
 )
 
-// LogoutOptions configure global logout and the shared store. Caddyfile:
+// LogoutOptions configure global logout. Caddyfile:
 //
 //	logout_path      <path>
 //	upstream_cookies <name>...
-//	store            caddy | redis <url> | <module> [<args>...]
-//
-// How the store behaves when it is down is in docs/store.md.
 type LogoutOptions struct {
 	// BMS's logout URL, a local path such as `/logout`. A request to it
 	// that carries a K1 session is a global logout: it reaches BMS first
@@ -43,16 +39,6 @@ type LogoutOptions struct {
 	// expired (Path=/) on global logout and when a revoked session comes
 	// back. Default: none.
 	UpstreamCookies []string `json:"upstream_cookies,omitempty"`
-
-	// Where the state shared by proxy instances lives (revocations, used
-	// login states and logout-token IDs, the assertion key): a store
-	// module of the namespace http.handlers.k1sso.stores, named by
-	// `backend`. `caddy` is Caddy's configured storage (the file system by
-	// default; instances sharing the folder see each other's revocations
-	// within about one second); `redis` takes a `url` (revocations reach
-	// every instance at once). Any other registered store module works
-	// the same way (docs/store.md). Default: `caddy`.
-	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.k1sso.stores inline_key=backend"`
 }
 
 // validCookieName reports whether s is a cookie name (an RFC 6265 token),

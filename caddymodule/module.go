@@ -11,6 +11,7 @@ package caddymodule
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -116,10 +117,20 @@ type Handler struct {
 	// first). Default: `on`.
 	IntegrationDefault string `json:"integration_default,omitempty"`
 
+	// Where the state shared by proxy instances lives (revocations, used
+	// login states and logout-token IDs, the assertion key): a store
+	// module of the namespace http.handlers.k1sso.stores, named by
+	// `backend`. `caddy` is Caddy's configured storage (the file system by
+	// default; instances sharing the folder see each other's revocations
+	// within about one second); `redis` takes a `url` (revocations reach
+	// every instance at once). Any other registered store module works
+	// the same way (docs/store.md). Default: `caddy`.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.k1sso.stores inline_key=backend"`
+
 	// Options of K1-initiated launch, the launcher and page injection.
 	LaunchOptions
 
-	// Options of global logout and the shared store.
+	// Options of global logout.
 	LogoutOptions
 
 	// Options of the recheck of live sessions with K1.
