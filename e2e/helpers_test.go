@@ -19,7 +19,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -63,19 +62,12 @@ const (
 // accepts; Debian's chromium first.
 var browsers = []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"}
 
-// featureOptions are k1sso options the flows want that other features
-// register. Caddy refuses unknown options, so each is probed once with
-// `caddy adapt` and left out (with a log line) while its feature has not
-// landed; a flow that needs one fails on what it checks, not at start.
-var featureOptions = []string{
+// flowOptions are the k1sso options every flow runs with, beside the
+// ones a flow asks for.
+var flowOptions = []string{
 	"logout_path /logout",
 	"upstream_cookies BMSSESSION",
 }
-
-var (
-	probeMu sync.Mutex           // flows run in parallel
-	probed  = map[string]error{} // option line → why caddy refused it (nil: accepted)
-)
 
 // browserPath finds Chromium; a missing browser fails the test (never a
 // skip), saying how to install it.
@@ -176,52 +168,8 @@ func caddyfile(storage string, port int, k1URL, users, bmsAddr string, options [
 	return b.String()
 }
 
-// adapt runs `caddy adapt` on a Caddyfile and returns its error output.
-func adapt(bin, dir, text string) error {
-	f := filepath.Join(dir, "probe.Caddyfile")
-	if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, "adapt", "--config", f, "--adapter", "caddyfile")
-	cmd.Env = caddyEnv(dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%v: %s", err, lastLine(out))
-	}
-	return nil
-}
-
-// probeOptions finds out once which featureOptions (and extra options)
-// this build of the module accepts.
-func probeOptions(t testing.TB, bin string, extra []string) map[string]error {
-	t.Helper()
-	probeMu.Lock()
-	defer probeMu.Unlock()
-	dir := t.TempDir()
-	users := filepath.Join(dir, "users.csv")
-	for _, o := range append(append([]string{}, featureOptions...), extra...) {
-		if _, ok := probed[o]; ok {
-			continue
-		}
-		probed[o] = adapt(bin, dir, caddyfile(dir, 1, "http://127.0.0.1:1", users, "127.0.0.1:2", []string{o}, nil))
-	}
-	return maps.Clone(probed)
-}
-
-// caddyEnv keeps Caddy's config and data folders inside dir.
-func caddyEnv(dir string) []string {
-	return append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
-}
-
-// lastLine is the last non-empty line of out.
-func lastLine(out []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1]
-}
-
-// newWorld starts k1dev, the demo BMS, Caddy (with the available
-// featureOptions plus required, which the flow cannot do without) and a
-// fresh Chromium, all stopped when the test ends. With https the proxy is
+// newWorld starts k1dev, the demo BMS, Caddy (with flowOptions plus
+// required) and a fresh Chromium, all stopped when the test ends. With https the proxy is
 // on https with `tls internal` under a CA made for the test, k1dev runs
 // examples/k1dev.json with the client moved to the proxy's port and trusts
 // that CA for its back-channel logout (the -ca-file flag), and what only
@@ -236,21 +184,7 @@ func newWorldBin(t *testing.T, https bool, bin string, required ...string) *worl
 	t.Helper()
 	chrome := browserPath(t)
 
-	probes := probeOptions(t, bin, required)
-	var options []string
-	for _, o := range featureOptions {
-		if err := probes[o]; err != nil {
-			t.Logf("e2e: leaving out %q: caddy refuses it (feature not landed?): %v", o, err)
-			continue
-		}
-		options = append(options, o)
-	}
-	for _, o := range required {
-		if err := probes[o]; err != nil {
-			t.Fatalf("e2e: this flow needs the option %q, which caddy refuses: %v", o, err)
-		}
-		options = append(options, o)
-	}
+	options := append(append([]string{}, flowOptions...), required...)
 
 	// The proxy's port comes first: k1dev registers the client's URIs
 	// (redirect, initiate login, logout) on it when it starts.
