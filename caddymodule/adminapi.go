@@ -119,9 +119,10 @@ func (a *adminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if len(states) == 0 {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("no k1sso handler is running")}
 	}
-	now := time.Now()
 	resp := RevokeResponse{Kind: kind}
 	for _, s := range states {
+		// Each state's own clock, the one its sessions were issued by.
+		now := s.now()
 		rv := store.Revocation{Kind: kind, Value: value,
 			// As long as any session it matches (revoke.go).
 			Expires: s.revocationUntil(r.Context(), kind, value, now)}

@@ -196,7 +196,7 @@ func TestPurposeSignInWritesNoSession(t *testing.T) {
 	}
 
 	t.Run("stale sign-in", func(t *testing.T) {
-		defer caddymodule.SetReauthWindow(time.Nanosecond)()
+		caddymodule.SetReauthWindow(t, time.Nanosecond)
 		cc, resp, b := w.purposeSwitch(t, "alice", "acme", false)
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(b, "Sign-in too old") {
 			t.Fatalf("stale sign-in: %d\n%s", resp.StatusCode, b)

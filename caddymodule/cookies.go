@@ -64,13 +64,6 @@ func isOwnCookie(name string) bool {
 	return name == sessionCookie || strings.HasPrefix(name, sessionCookie+"-")
 }
 
-// dropOwnCookies removes k1sso's own cookies (session, chunks, login
-// states, admin nonce) from the request. Handler.forward (handler.go)
-// does it, with dropCookies, right before the rest of the route and before
-// the identity's placeholders are expanded, so neither the upstream nor
-// {http.request.cookie.*} / {http.request.header.Cookie} ever see them.
-func dropOwnCookies(r *http.Request) { dropCookies(r, nil) }
-
 // dropCookies removes from the request's Cookie header the cookies k1sso
 // owns and those extra reports (BMS's, when a revoked session is sent to
 // the login page). Cookie lines that need no change are not rewritten. The

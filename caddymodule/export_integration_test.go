@@ -8,12 +8,8 @@ import (
 )
 
 // SetReauthWindow sets how recent the K1 sign-in that changes an integration
-// switch must be, and returns a function that restores the old window.
-func SetReauthWindow(d time.Duration) (restore func()) {
-	old := reauthWindow.get()
-	reauthWindow.set(d)
-	return func() { reauthWindow.set(old) }
-}
+// switch must be, until the test ends.
+func SetReauthWindow(tb testing.TB, d time.Duration) { setTunable(tb, reauthWindow, d) }
 
 // SetLifecycleUnit sets the shortest idle timeout and the cookie re-issue
 // interval for the handlers provisioned until the test ends.

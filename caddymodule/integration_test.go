@@ -78,7 +78,7 @@ func TestIntegrationChangeRefused(t *testing.T) {
 	})
 
 	t.Run("stale sign-in", func(t *testing.T) {
-		defer caddymodule.SetReauthWindow(time.Nanosecond)()
+		caddymodule.SetReauthWindow(t, time.Nanosecond)
 		c, resp, b := w.switchAs(t, w.px.URL, "alice", "acme", false)
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(b, "Sign-in too old") {
 			t.Fatalf("stale sign-in: %d\n%s", resp.StatusCode, b)

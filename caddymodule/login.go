@@ -225,7 +225,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request, rq *requ
 	sess, st, err := h.finishLogin(w, r, secure)
 	if err != nil {
 		var f *loginFailure
-		if errors.As(err, &f) && h.recheckLoginFailed(w, r, secure, f.reason) {
+		if errors.As(err, &f) && h.recheckLoginFailed(w, r, rq, f.reason) {
 			return nil
 		}
 		if !errors.As(err, &f) {

@@ -202,7 +202,7 @@ func TestTrailerGuard(t *testing.T) {
 func TestDropOwnCookiesAsNetHTTPReadsThem(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("Cookie", "a=1; k1sso =s; __Host-k1sso-1\t=c; BMSSESSION=b")
-	dropOwnCookies(r)
+	dropCookies(r, nil)
 	if got := r.Header.Get("Cookie"); got != "a=1; BMSSESSION=b" {
 		t.Errorf("Cookie %q", got)
 	}

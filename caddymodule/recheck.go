@@ -269,7 +269,8 @@ func (h *Handler) recheckAtK1(w http.ResponseWriter, r *http.Request, rq *reques
 // recheckLoginFailed ends the session whose prompt=none recheck at K1 came
 // back with an error (login_required above all): its K1 session is over.
 // It reports whether the callback was such a recheck.
-func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, secure bool, reason string) bool {
+func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, rq *request, reason string) bool {
+	secure := rq.secure
 	st, err := h.loginStateFor(r, r.URL.Query().Get("state"), secure)
 	if err != nil {
 		return false
@@ -280,7 +281,7 @@ func (h *Handler) recheckLoginFailed(w http.ResponseWriter, r *http.Request, sec
 	if !st.Recheck {
 		return false
 	}
-	if sess := h.shared.fullSession(r, secure); sess != nil {
+	if sess := h.fullSession(r, rq); sess != nil {
 		h.revokeSession(r.Context(), sess)
 	}
 	h.logger.Info("recheck", zap.String("outcome", recheckRevoked), zap.String("reason", reason))
