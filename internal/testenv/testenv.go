@@ -169,14 +169,69 @@ func LoadCaddyfile(cf string) error {
 	if err != nil {
 		return err
 	}
-	err = caddy.Load(cfg, true)
-	// A load stops the old config's servers, closing their connections; a
-	// test client reusing one of them from the shared pool may get an EOF
-	// (seen after a reload onto the same port), so drop them all here.
+	if err := caddy.Load(cfg, true); err != nil {
+		return err
+	}
+	// A load stops the old config's servers, closing their connections,
+	// but Caddy returns once their shutdown has started: a test client may
+	// still reuse a pooled connection of an old server, or have its first
+	// new one closed unanswered (an EOF, seen after a reload onto the same
+	// port under load). So drop every pooled connection, then wait until
+	// each listener answers a request on a connection of its own.
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
 		t.CloseIdleConnections()
 	}
-	return err
+	return probeListeners(cfg)
+}
+
+// probeListeners asks every listener of cfg's HTTP servers for
+// /.k1sso/jwks.json (k1sso answers it itself, so no upstream sees the
+// probe; any status will do) on a connection used once, until each has
+// answered or 5s have passed.
+func probeListeners(cfg []byte) error {
+	var c struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, srv := range c.Apps.HTTP.Servers {
+		for _, l := range srv.Listen {
+			na, err := caddy.ParseNetworkAddress(l)
+			if err != nil || na.Network != "tcp" {
+				continue
+			}
+			for p := uint(0); p < na.PortRangeSize(); p++ {
+				host, port, _ := net.SplitHostPort(na.JoinHostPort(p))
+				if host == "" {
+					host = "127.0.0.1"
+				}
+				u := "http://" + net.JoinHostPort(host, port) + "/.k1sso/jwks.json"
+				for {
+					resp, err := client.Get(u)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						break
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("the reloaded server at %s does not answer: %v", u, err)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // AdaptCaddyfile turns Caddyfile text into Caddy JSON.
