@@ -10,8 +10,9 @@ import (
 // k1Transport times every request of the K1 client (discovery, token
 // exchange, JWKS, userinfo) for k1_request_duration_seconds, counts JWKS
 // fetches and traces each call as a child of a traced request (oidcrp
-// bounds every answer's body on top of it). It sees every call wherever it is made (go-oidc, oauth2, the key
-// set), which is why it sits in the client rather than at each caller.
+// bounds every answer's body on top of it). It sees every call wherever it
+// is made (go-oidc, oauth2, the key set), which is why it sits in the
+// client rather than at each caller.
 type k1Transport struct {
 	base http.RoundTripper // nil: http.DefaultTransport
 }
